@@ -1,0 +1,31 @@
+# crossrec: `make demo` runs the demo offline, `make test` runs the whole test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= $(abspath ../shared/data)
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch==2.13.0 first (the CPU wheel on the build machines' disk); constraints keep it pinned.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/crossrec demo-data --out data/demo
+	$(BIN)/crossrec evaluate --dataset demo --data-dir data/demo --protocol p1 \
+	    --models random,pop,itemknn,als,bpr,content --out runs/demo
+
+test: install
+	CROSSREC_DATA_DIR=$(DATA) $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_baselines.py --data-dir $(DATA)
+
+clean:
+	rm -rf $(VENV) runs data/demo .pytest_cache

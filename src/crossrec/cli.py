@@ -1,0 +1,178 @@
+"""Command line: ``crossrec split``, ``crossrec evaluate``, ``crossrec demo-data`` and lists."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("crossrec")
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", help="dataset name (see `crossrec datasets`)")
+    p.add_argument("--data-dir", type=Path, help="folder holding the dataset's files")
+
+
+def _load(args):
+    from crossrec.data.datasets import load_dataset
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(args.dataset, args.data_dir)
+    log.info("loaded %s in %.1fs: %s", args.dataset, time.perf_counter() - t0,
+             json.dumps(dataset.summary()))
+    return dataset
+
+
+def cmd_split(args) -> int:
+    from crossrec.data.split import write_split
+    from crossrec.evaluation.protocols import make_split
+
+    split = make_split(_load(args), args.protocol)
+    write_split(split, args.out)
+    print(json.dumps(split.stats(), indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from crossrec.config import EvaluateConfig, load_toml
+    from crossrec.data.split import read_split
+    from crossrec.evaluation.protocols import make_split
+    from crossrec.evaluation.report import format_table, write_report
+    from crossrec.evaluation.runner import evaluate, write_run
+    from crossrec.features import default_content_features
+
+    values = load_toml(args.config) if args.config else {}
+    for key in ("dataset", "data_dir", "protocol", "split", "models", "seeds", "out",
+                "export_runs", "depth"):
+        if getattr(args, key, None) is not None:
+            values[key] = getattr(args, key)
+    cfg = EvaluateConfig(**values)
+    args.dataset, args.data_dir = cfg.dataset, cfg.data_dir
+    dataset = _load(args)
+    split = read_split(cfg.split, dataset) if cfg.split else make_split(dataset, cfg.protocol)
+    protocol = split.protocol
+    stats = split.stats()
+    log.info("split: %s", json.dumps(stats))
+    features = {**dataset.features, **default_content_features(dataset.catalog)}
+    vectors = features["content"].matrix if "content" in features else None
+    depth = max(cfg.depth, 100 if cfg.export_runs else 20)
+    results = []
+    for name in cfg.models:
+        t0 = time.perf_counter()
+        res = evaluate(split, name, seeds=cfg.seeds, features=features,
+                       grid=cfg.grids.get(name), item_vectors=vectors, depth=depth)
+        results.append(res)
+        s = res.summary["ndcg@20"]
+        log.info("%s: test ndcg@20 %.4f ± %.4f (%.1fs with tuning)", name, s["mean"], s["std"],
+                 time.perf_counter() - t0)
+        if cfg.export_runs:
+            path = write_run(res.test[res.seeds[0]], split, cfg.export_runs / f"{name}.tsv")
+            log.info("wrote run %s", path)
+    report = write_report(results, cfg.out, protocol, dataset.name, stats)
+    print(format_table(results))
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from crossrec.data.demo import write_demo
+
+    out = write_demo(args.out, n_users=args.users, n_items=args.items, seed=args.seed)
+    print(f"wrote demo dataset to {out}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.what == "models":
+        from crossrec.models import available_models, model_class
+        for name in available_models():
+            print(f"{name:10s} grid={json.dumps(model_class(name).param_grid)}")
+    elif args.what == "datasets":
+        from crossrec.data.datasets import DATASETS
+        print("\n".join(sorted(DATASETS)))
+    else:
+        from crossrec.evaluation.protocols import PROTOCOLS
+        for name, fn in PROTOCOLS.items():
+            print(f"{name:8s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossrec", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("split", help="write a protocol's split folder")
+    _add_data_args(s)
+    s.add_argument("--protocol", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(fn=cmd_split)
+
+    e = sub.add_parser("evaluate", help="tune on valid, score on test, write a report")
+    _add_data_args(e)
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--protocol")
+    src.add_argument("--split", type=Path, help="a split folder (PROTOCOL.md format)")
+    e.add_argument("--models", type=_csv_list, help="comma-separated, e.g. pop,itemknn,als")
+    e.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2 (stochastic models)")
+    e.add_argument("--export-runs", type=Path, help="write <model>.tsv test top-100 runs here")
+    e.add_argument("--out", type=Path, help="results folder (default runs/latest)")
+    e.add_argument("--depth", type=int, help="ranking depth kept per user (default 20)")
+    e.add_argument("--config", type=Path, help="TOML file with the same settings (and grids)")
+    e.set_defaults(fn=cmd_evaluate)
+
+    d = sub.add_parser("demo-data", help="generate the synthetic multi-media demo dataset")
+    d.add_argument("--out", type=Path, default=Path("data/demo"))
+    d.add_argument("--users", type=int, default=600)
+    d.add_argument("--items", type=int, default=800)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(fn=cmd_demo_data)
+
+    for what in ("models", "datasets", "protocols"):
+        sp_ = sub.add_parser(what, help=f"list the {what}")
+        sp_.set_defaults(fn=cmd_list, what=what)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    if args.command in ("split", "evaluate") and not getattr(args, "config", None):
+        missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "data_dir")
+                   if getattr(args, k) is None]
+        if missing:
+            parser.error(f"{args.command}: {' and '.join(missing)} required")
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        from pydantic import ValidationError
+        if isinstance(e, ValidationError):
+            msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}"
+                             for x in e.errors())
+            print(f"crossrec: error: {msgs}", file=sys.stderr)
+        else:
+            print(f"crossrec: error: {e}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

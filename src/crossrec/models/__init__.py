@@ -1,0 +1,10 @@
+"""Recommender models; each file defines one model and registers it by name."""
+
+from crossrec.models.base import (Recommender, TrainData, available_models, build_model,
+                                  model_class, register)
+
+__all__ = ["Recommender", "TrainData", "available_models", "build_model", "model_class",
+           "register"]
+
+# Built-in models: importing a module registers it.
+from crossrec.models import als, bpr, content, itemknn, popularity, random  # noqa: E402,F401
