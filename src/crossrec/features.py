@@ -104,7 +104,7 @@ def concat_features(parts: Sequence[Features], weights: Sequence[float] | None =
         raise ValueError(f"concat_features: parts have different row counts "
                          f"{[len(p.mask) for p in parts]}")
     blocks = []
-    for part, weight in zip(parts, weights):
+    for part, weight in zip(parts, weights, strict=True):
         norms = np.linalg.norm(part.matrix, axis=1, keepdims=True)
         unit = np.divide(part.matrix, norms, out=np.zeros_like(part.matrix), where=norms > 0)
         blocks.append(np.float32(weight) * unit)

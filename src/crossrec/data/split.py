@@ -98,6 +98,9 @@ def write_split(split: Split, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)                      # mkdtemp makes it private (0700)
     ds = split.dataset
     for name in PARTS:
         part = split.parts[name]
@@ -156,8 +159,8 @@ def read_split(path: str | Path, dataset: Dataset) -> Split:
     items = pd.read_csv(path / "items.tsv", sep="\t", dtype=str, keep_default_na=False)
     for col in ("item_id", "cand_valid", "cand_test"):
         if col not in items.columns:
-            raise DataError(f"missing column {col!r} (found: {list(items.columns)})",
-                            path=path / "items.tsv", line=1, column=col)
+            raise DataError(path / "items.tsv", f"not found (columns: {list(items.columns)})",
+                            line=1, column=col)
     idx = _index_or_fail(dataset.items, items["item_id"], path / "items.tsv", "item_id")
     candidates = {}
     for stage in STAGES:
@@ -176,6 +179,6 @@ def _index_or_fail(idmap, values: pd.Series, file: Path, column: str) -> np.ndar
     idx = idmap.get(values.astype(str))
     if (idx < 0).any():
         row = int(np.flatnonzero(idx < 0)[0])
-        raise DataError(f"{int((idx < 0).sum())} id(s) unknown to the dataset, first "
-                        f"{values.iloc[row]!r}", path=file, line=row + 2, column=column)
+        raise DataError(file, f"{int((idx < 0).sum())} id(s) unknown to the dataset, first "
+                        f"{values.iloc[row]!r}", line=row + 2, column=column)
     return idx

@@ -117,8 +117,8 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
     valid_data = train_data(split, "valid", features)
     configs = param_grid(name, grid)
     tried, best, best_model, best_score = [], None, None, -np.inf
-    bar = tqdm(configs, desc=f"{name}: tuning on valid", disable=not progress or len(configs) < 2,
-               leave=False)
+    bar = tqdm(configs, desc=f"{name}: tuning on valid", leave=False,
+               disable=True if not progress or len(configs) < 2 else None)  # None: TTY only
     for params in bar:
         kw = {**params, **({"seed": seeds[0]} if seed_kw else {})}
         t0 = time.perf_counter()

@@ -7,4 +7,4 @@ __all__ = ["Recommender", "TrainData", "available_models", "build_model", "model
            "register"]
 
 # Built-in models: importing a module registers it.
-from crossrec.models import als, bpr, content, itemknn, popularity, random  # noqa: E402,F401
+from crossrec.models import als, bpr, content, ease, itemknn, popularity, random  # noqa: E402,F401

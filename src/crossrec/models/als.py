@@ -22,10 +22,11 @@ from crossrec.models.base import Recommender, TrainData, register
 @register
 class ALSRecommender(Recommender):
     name = "als"
-    param_grid = {"regularization": [0.01, 0.1, 1.0, 10.0, 100.0], "alpha": [1.0, 10.0]}
+    # ML-1M P1 valid NDCG@20: best regularization 30 at alpha 1 (0.110), 100 at alpha 10.
+    param_grid = {"regularization": [1.0, 3.0, 10.0, 30.0, 100.0, 300.0], "alpha": [1.0, 10.0]}
     stochastic = True
 
-    def __init__(self, factors: int = 128, regularization: float = 1.0, alpha: float = 10.0,
+    def __init__(self, factors: int = 128, regularization: float = 10.0, alpha: float = 1.0,
                  iterations: int = 15, seed: int = 0):
         self.factors = factors
         self.regularization = regularization
@@ -33,7 +34,7 @@ class ALSRecommender(Recommender):
         self.iterations = iterations
         self.seed = seed
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "ALSRecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> ALSRecommender:
         from implicit.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 

@@ -33,7 +33,7 @@ class ContentRecommender(Recommender):
     def __init__(self, feature: str = "content"):
         self.feature = feature
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "ContentRecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> ContentRecommender:
         if self.feature not in train.item_features:
             raise ValueError(f"content: no item feature {self.feature!r}; available: "
                              f"{sorted(train.item_features) or 'none'}")

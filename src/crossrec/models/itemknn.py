@@ -29,14 +29,16 @@ SIMILARITIES = ("cosine", "bm25", "tfidf")
 @register
 class ItemKNNRecommender(Recommender):
     name = "itemknn"
-    param_grid = {"k": [50, 100, 200, 400, 800], "similarity": ["cosine", "bm25"]}
+    # ML-1M P1 valid NDCG@20: cosine peaks at k 25-50, bm25 plateaus by k 800 (0.109);
+    # shrinkage gave nothing there, so it is left out of the grid.
+    param_grid = {"k": [25, 50, 100, 200, 400, 800], "similarity": ["cosine", "bm25"]}
 
     def __init__(self, k: int = 200, similarity: str = "cosine", shrinkage: float = 0.0):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "ItemKNNRecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> ItemKNNRecommender:
         from implicit.nearest_neighbours import (BM25Recommender, CosineRecommender,
                                                  TFIDFRecommender)
         from threadpoolctl import threadpool_limits

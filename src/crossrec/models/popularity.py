@@ -20,7 +20,7 @@ class PopularityRecommender(Recommender):
     def __init__(self):
         pass
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "PopularityRecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> PopularityRecommender:
         self.popularity_ = np.asarray(train.item_popularity, dtype=np.float32)   # (n_items,)
         return self
 

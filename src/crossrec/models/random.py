@@ -24,7 +24,7 @@ class RandomRecommender(Recommender):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "RandomRecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> RandomRecommender:
         self.n_items_ = int(train.n_items)
         return self
 
