@@ -18,11 +18,11 @@ from pathlib import Path
 from crossrec.cli import main as crossrec
 
 HERE = Path(__file__).resolve().parent
-BASELINES = "random,pop,itemknn,als,bpr,content"
+BASELINES = "random,pop,itemknn,als,bpr,content,ease"
 RUNS = {  # name -> (dataset, protocol, models)
     "p1-ml-1m": ("ml-1m", "p1", BASELINES),
     "p1b-ml-100k": ("ml-100k", "p1b", BASELINES),
-    "p2-ml-1m": ("ml-1m", "p2", "random,pop,content"),
+    "p2-ml-1m": ("ml-1m", "p2", "random,pop,content"),  # collaborative models cannot score cold items
     "p2-ml-100k": ("ml-100k", "p2", "random,pop,content"),
     "p3-douban": ("douban", "p3", BASELINES),
     "p4-lastfm-2k": ("lastfm-2k", "p4", BASELINES),

@@ -88,6 +88,30 @@ def numeric_features(catalog: Catalog, names: Sequence[str], name: str = "numeri
     return Features(matrix, known_any, name)
 
 
+def binned_features(catalog: Catalog, names: Sequence[str], n_bins: int = 8,
+                    name: str = "attributes") -> Features:
+    """One-hot quantile bins of numeric attributes (e.g. year), so that cosine similarity
+    compares them (a single standardised number would collapse under L2 normalisation).
+
+    Bin edges are the quantiles of the known values; NaN gives no bin and mask False where
+    every attribute is missing.
+    """
+    blocks, known_any = [], np.zeros(len(catalog), dtype=bool)
+    for attr in names:
+        col = np.asarray(catalog.attributes[attr], dtype=np.float64)
+        known = np.isfinite(col)
+        known_any |= known
+        if not known.any():
+            continue
+        edges = np.unique(np.quantile(col[known], np.linspace(0, 1, n_bins + 1)[1:-1]))
+        bins = np.searchsorted(edges, col[known], side="right")
+        block = np.zeros((len(catalog), len(edges) + 1), dtype=np.float32)
+        block[np.flatnonzero(known), bins] = 1.0
+        blocks.append(block)
+    matrix = np.hstack(blocks) if blocks else np.zeros((len(catalog), 0), np.float32)
+    return Features(matrix, known_any, name)
+
+
 def concat_features(parts: Sequence[Features], weights: Sequence[float] | None = None,
                     name: str = "concat") -> Features:
     """Concatenate feature blocks, each row-L2-normalised then multiplied by its weight.
@@ -113,7 +137,8 @@ def concat_features(parts: Sequence[Features], weights: Sequence[float] | None =
 
 
 def default_content_features(catalog: Catalog, max_features: int = 4096) -> dict[str, Features]:
-    """{"tfidf": text + tags, "categories": multi-hot, "content": both concatenated}.
+    """{"tfidf": text + tags, "categories": multi-hot, "attributes": quantile-binned numbers
+    (e.g. year), "content": all of them concatenated}.
 
     Parts the catalog has nothing for are left out; an empty dict when it has no content.
     """
@@ -126,6 +151,10 @@ def default_content_features(catalog: Catalog, max_features: int = 4096) -> dict
         parts["tfidf"] = tfidf
     if has_categories:
         parts["categories"] = categories
+    if catalog.attributes:
+        numeric = binned_features(catalog, sorted(catalog.attributes))
+        if numeric.mask.any():
+            parts["attributes"] = numeric
     if parts:
         parts["content"] = concat_features(list(parts.values()), name="content")
     return parts

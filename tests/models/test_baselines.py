@@ -8,7 +8,7 @@ import pytest
 from crossrec.data.catalog import Catalog
 from crossrec.data.dataset import Features
 from crossrec.data.interactions import Interactions
-from crossrec.features import (category_features, concat_features, default_content_features,
+from crossrec.features import (binned_features, category_features, concat_features, default_content_features,
                                numeric_features, tfidf_features)
 from crossrec.models import TrainData, build_model
 
@@ -142,6 +142,12 @@ def catalog() -> Catalog:
         attributes={"year": [1990.0, np.nan, 2000.0, 2010.0], "score": [1.0, 2.0, 3.0, 4.0]})
 
 
+def test_binned_features_one_hot_per_attribute(catalog):
+    feats = binned_features(catalog, ["year"], n_bins=2)     # median of 1990, 2000, 2010 = 2000
+    np.testing.assert_array_equal(feats.matrix, [[1, 0], [0, 0], [0, 1], [0, 1]])
+    np.testing.assert_array_equal(feats.mask, [True, False, True, True])
+
+
 def test_tfidf_masks_empty_text(catalog):
     feats = tfidf_features(catalog, with_categories=False)
     assert feats.matrix.dtype == np.float32 and feats.matrix.shape[0] == 4
@@ -188,8 +194,10 @@ def test_concat_normalises_and_weights_each_part():
 
 def test_default_content_features(catalog):
     feats = default_content_features(catalog)
-    assert set(feats) == {"tfidf", "categories", "content"}
+    assert set(feats) == {"tfidf", "categories", "attributes", "content"}
     n_text = feats["tfidf"].matrix.shape[1]
-    assert feats["content"].matrix.shape == (4, n_text + 3)
-    np.testing.assert_array_equal(feats["content"].mask, [True, False, True, True])
+    n_bins = feats["attributes"].matrix.shape[1]
+    assert feats["content"].matrix.shape == (4, n_text + 3 + n_bins)
+    np.testing.assert_array_equal(feats["content"].mask, [True, True, True, True])
+    np.testing.assert_array_equal(feats["attributes"].mask, [True, True, True, True])
     assert default_content_features(Catalog.empty(["a", "b"])) == {}

@@ -96,8 +96,12 @@ def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int 
     return StageResult(users, per_user, beyond, ranked, scores, time.perf_counter() - t0)
 
 
-def param_grid(name: str, grid: dict[str, list] | None = None) -> list[dict]:
-    grid = model_class(name).param_grid if grid is None else grid
+def param_grid(name: str, grid: dict[str, list] | None = None,
+               train: TrainData | None = None) -> list[dict]:
+    """Every combination of ``grid`` (default: the model's grid for ``train``)."""
+    klass = model_class(name)
+    if grid is None:
+        grid = klass.grid_for(train) if train is not None else klass.param_grid
     keys = list(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))] \
         or [{}]
@@ -115,7 +119,7 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
     seeds = list(seeds) if klass.stochastic else list(seeds)[:1]
     seed_kw = "seed" in klass._param_names()
     valid_data = train_data(split, "valid", features)
-    configs = param_grid(name, grid)
+    configs = param_grid(name, grid, valid_data)
     tried, best, best_model, best_score = [], None, None, -np.inf
     bar = tqdm(configs, desc=f"{name}: tuning on valid", leave=False,
                disable=True if not progress or len(configs) < 2 else None)  # None: TTY only

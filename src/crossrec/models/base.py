@@ -99,6 +99,12 @@ class Recommender:
     stochastic: ClassVar[bool] = False
     """True when results depend on ``seed`` (evaluated over several seeds)."""
 
+    @classmethod
+    def grid_for(cls, train: TrainData) -> dict[str, list]:
+        """The grid to search on ``train`` (default: ``param_grid``); a model whose choices
+        depend on the data (e.g. which feature matrices exist) overrides this."""
+        return cls.param_grid
+
     # -- to implement -------------------------------------------------------------------------
     def fit(self, train: TrainData, valid: TrainData | None = None) -> "Recommender":
         raise NotImplementedError

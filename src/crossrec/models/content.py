@@ -30,6 +30,11 @@ class ContentRecommender(Recommender):
     name = "content"
     param_grid: dict[str, list] = {}
 
+    @classmethod
+    def grid_for(cls, train: TrainData) -> dict[str, list]:
+        """Every feature matrix the data offers is a candidate."""
+        return {"feature": sorted(train.item_features)} if train.item_features else {}
+
     def __init__(self, feature: str = "content"):
         self.feature = feature
 
