@@ -31,3 +31,11 @@ def dataset_dir(data_root):
         return folder
 
     return get
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """A small generated demo dataset (the project's own data, no shared files)."""
+    from crossrec.data.demo import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo"), n_users=120, n_items=150, seed=1)

@@ -20,7 +20,7 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(t) for t in _csv_list(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:

@@ -8,8 +8,14 @@ import pytest
 from crossrec.data.catalog import Catalog
 from crossrec.data.dataset import Features
 from crossrec.data.interactions import Interactions
-from crossrec.features import (binned_features, category_features, concat_features, default_content_features,
-                               numeric_features, tfidf_features)
+from crossrec.features import (
+    binned_features,
+    category_features,
+    concat_features,
+    default_content_features,
+    numeric_features,
+    tfidf_features,
+)
 from crossrec.models import TrainData, build_model
 
 

@@ -63,11 +63,11 @@ class Catalog:
         return len(self.ids)
 
     @classmethod
-    def empty(cls, ids, medium: str = "item") -> "Catalog":
+    def empty(cls, ids, medium: str = "item") -> Catalog:
         """A catalog that knows only the ids (content unknown)."""
         return cls(ids=np.asarray(list(ids), dtype=object), medium=medium)
 
-    def take(self, rows: np.ndarray) -> "Catalog":
+    def take(self, rows: np.ndarray) -> Catalog:
         rows = np.asarray(rows, dtype=np.int64)
         return Catalog(self.ids[rows], self.medium[rows],
                        {k: v[rows] for k, v in self.text.items()},

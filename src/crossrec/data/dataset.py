@@ -65,7 +65,7 @@ class Dataset:
     @classmethod
     def from_frame(cls, name: str, frame: pd.DataFrame, catalog: Catalog | None = None,
                    medium: str = "item", features: dict[str, tuple[list[str], np.ndarray]] | None
-                   = None) -> "Dataset":
+                   = None) -> Dataset:
         """Build from a raw frame with columns :data:`RAW_COLUMNS` (external string ids).
 
         Users are indexed in order of first appearance. Items are indexed in catalog order, then

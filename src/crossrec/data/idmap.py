@@ -38,7 +38,7 @@ class IdMap:
         self.extend(ids, unique=True)
 
     @classmethod
-    def from_values(cls, values: Iterable[str]) -> "IdMap":
+    def from_values(cls, values: Iterable[str]) -> IdMap:
         """Ids in order of first appearance; repeated values are allowed."""
         return cls(dict.fromkeys(str(v) for v in values))
 

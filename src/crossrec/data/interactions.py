@@ -42,14 +42,14 @@ class Interactions:
     def __len__(self) -> int:
         return len(self.user)
 
-    def take(self, rows: np.ndarray) -> "Interactions":
+    def take(self, rows: np.ndarray) -> Interactions:
         """Rows selected by an index array or boolean mask (order kept as given)."""
         rows = np.asarray(rows)
         return Interactions(self.user[rows], self.item[rows], self.timestamp[rows],
                             self.value[rows], None if self.event is None else self.event[rows])
 
     @staticmethod
-    def concat(parts: list["Interactions"]) -> "Interactions":
+    def concat(parts: list[Interactions]) -> Interactions:
         if not parts:
             return Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64))
         events = None
@@ -77,7 +77,7 @@ class Interactions:
         keep[order[first]] = True
         return keep
 
-    def deduplicate(self) -> tuple["Interactions", int]:
+    def deduplicate(self) -> tuple[Interactions, int]:
         """Collapse duplicate (user, item) pairs to the earliest; returns (result, n_dropped)."""
         keep = self.first_occurrences()
         return self.take(keep), int(len(self) - keep.sum())

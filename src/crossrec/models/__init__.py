@@ -1,7 +1,13 @@
 """Recommender models; each file defines one model and registers it by name."""
 
-from crossrec.models.base import (Recommender, TrainData, available_models, build_model,
-                                  model_class, register)
+from crossrec.models.base import (
+                                  Recommender,
+                                  TrainData,
+                                  available_models,
+                                  build_model,
+                                  model_class,
+                                  register,
+)
 
 __all__ = ["Recommender", "TrainData", "available_models", "build_model", "model_class",
            "register"]

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from crossrec.data.dataset import Features
 from crossrec.data.interactions import Interactions
 
-_REGISTRY: dict[str, type["Recommender"]] = {}
+_REGISTRY: dict[str, type[Recommender]] = {}
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TrainData:
         return np.asarray(self.matrix.sum(axis=0)).ravel()
 
 
-def register(cls: type["Recommender"]) -> type["Recommender"]:
+def register(cls: type[Recommender]) -> type[Recommender]:
     """Class decorator: make a model available under ``cls.name``."""
     if not getattr(cls, "name", None):
         raise TypeError(f"{cls.__name__} needs a class attribute `name`")
@@ -72,7 +72,7 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def model_class(name: str) -> type["Recommender"]:
+def model_class(name: str) -> type[Recommender]:
     import crossrec.models  # noqa: F401
     try:
         return _REGISTRY[name]
@@ -81,7 +81,7 @@ def model_class(name: str) -> type["Recommender"]:
             from None
 
 
-def build_model(name: str, **params: Any) -> "Recommender":
+def build_model(name: str, **params: Any) -> Recommender:
     """Construct a registered model by name, e.g. ``build_model("als", factors=64)``."""
     return model_class(name)(**params)
 
@@ -106,7 +106,7 @@ class Recommender:
         return cls.param_grid
 
     # -- to implement -------------------------------------------------------------------------
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "Recommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> Recommender:
         raise NotImplementedError
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -122,7 +122,7 @@ class Recommender:
     def get_params(self) -> dict[str, Any]:
         return {p: getattr(self, p) for p in self._param_names()}
 
-    def clone(self, **overrides: Any) -> "Recommender":
+    def clone(self, **overrides: Any) -> Recommender:
         unknown = set(overrides) - set(self._param_names())
         if unknown:
             raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
@@ -196,7 +196,7 @@ class Recommender:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         """Restore a model written by :meth:`save` (the class is taken from ``model.json``)."""
         path = Path(path)
         meta = json.loads((path / "model.json").read_text())

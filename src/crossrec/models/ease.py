@@ -37,7 +37,7 @@ class EASERecommender(Recommender):
         self.recency_floor = recency_floor
         self.max_memory_mb = max_memory_mb
 
-    def fit(self, train: TrainData, valid: TrainData | None = None) -> "EASERecommender":
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> EASERecommender:
         n = train.n_items
         need_mb = 2 * n * n * 4 / 2**20       # the Gram matrix and its inverse
         if need_mb > self.max_memory_mb:

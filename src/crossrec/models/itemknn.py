@@ -39,8 +39,7 @@ class ItemKNNRecommender(Recommender):
         self.shrinkage = shrinkage
 
     def fit(self, train: TrainData, valid: TrainData | None = None) -> ItemKNNRecommender:
-        from implicit.nearest_neighbours import (BM25Recommender, CosineRecommender,
-                                                 TFIDFRecommender)
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
         from threadpoolctl import threadpool_limits
 
         if self.similarity not in SIMILARITIES:

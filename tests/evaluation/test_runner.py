@@ -1,0 +1,62 @@
+"""The evaluation loop: tuning looks at valid only; stages rank the right candidates."""
+
+import numpy as np
+import pandas as pd
+
+from crossrec.data.dataset import Dataset
+from crossrec.evaluation import runner
+from crossrec.evaluation.protocols import make_split
+from crossrec.models.base import Recommender
+
+
+class Oracle(Recommender):
+    """Scores one fixed item set high: 'A' or 'B'."""
+
+    name = "oracle"
+    param_grid = {"target": ["A", "B"]}
+
+    def __init__(self, target: str = "A"):
+        self.target = target
+
+    def fit(self, train, valid=None):
+        self.n_items_ = train.n_items
+        self.n_users_ = train.n_users
+        return self
+
+    def score(self, users):
+        s = np.zeros((len(users), self.n_items_), dtype=np.float32)
+        s[:, self.items[self.target]] = 1.0
+        return s
+
+
+def _dataset():
+    # every user: 8 train items, then a valid item from block A, then a test item from block B
+    rows = [("z", f"c{j}", 1.0, j) for j in range(30)]     # 30 filler items, indexed first
+    for u in range(6):
+        rows += [(f"u{u}", f"t{j}", 1.0, j) for j in range(8)]
+        rows += [(f"u{u}", "a1", 1.0, 100), (f"u{u}", "b1", 1.0, 200)]
+    return Dataset.from_frame("toy", pd.DataFrame(rows, columns=["user_id", "item_id", "rating",
+                                                                  "timestamp"]))
+
+
+def test_tuning_uses_valid_not_test(monkeypatch):
+    ds = _dataset()
+    split = make_split(ds, "p5")
+    Oracle.items = {"A": ds.items.index(["a1"]), "B": ds.items.index(["b1"])}
+    monkeypatch.setattr(runner, "model_class", lambda name: Oracle)
+    res = runner.evaluate(split, "oracle", progress=False)
+    assert res.params == {"target": "A"}               # best on valid, although B wins test
+    assert res.grid[0]["ndcg@20"] > 0.9 > 0.1 > res.grid[1]["ndcg@20"]
+    assert res.summary["hr@20"]["mean"] < 0.2           # ... and misses on test (B would hit)
+    assert [t["params"]["target"] for t in res.grid] == ["A", "B"]
+
+
+def test_score_stage_excludes_and_restricts_to_candidates():
+    ds = _dataset()
+    split = make_split(ds, "p2")
+    Oracle.items = {"A": np.arange(ds.n_items), "B": np.arange(ds.n_items)}
+    model = Oracle().fit(runner.train_data(split, "test"))
+    res = runner.score_stage(model, split, "test", depth=20)
+    ranked = res.ranked[res.ranked >= 0]
+    assert np.isin(ranked, np.flatnonzero(split.candidates["test"])).all()
+    assert res.beyond["coverage@10"] == 1.0              # every candidate is recommended
