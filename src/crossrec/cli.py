@@ -1,4 +1,5 @@
-"""Command line: ``crossrec split``, ``crossrec evaluate``, ``crossrec demo-data`` and lists."""
+"""Command line: ``crossrec split``, ``crossrec evaluate``, ``crossrec encode``,
+``crossrec demo-data`` and lists."""
 
 from __future__ import annotations
 
@@ -89,6 +90,42 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_encode(args) -> int:
+    from datetime import datetime
+
+    from crossrec.encoders.pipeline import encode_catalog, load_encode_config
+
+    configs, template = load_encode_config(args.config) if args.config else ({}, None)
+    if args.template is not None:
+        template = args.template
+    modalities = args.modalities or ["text"]
+    dataset = _load(args)
+    t0 = time.perf_counter()
+    features, reports = encode_catalog(dataset.catalog, modalities, configs, args.store,
+                                       template=template, progress=not args.no_progress)
+    for modality, r in reports.items():
+        print(f"{modality}: {r.n_items} items, {r.n_encoded} encoded, {r.n_cached} cached, "
+              f"{r.n_missing_input} missing input, {r.n_failed} failed, "
+              f"{r.items_per_second:.1f} items/s, {r.seconds:.1f}s  [{r.fingerprint}]")
+        for item, why in list(r.failures.items())[:3]:
+            print(f"  failed {item}: {why}")
+        if r.n_failed > 3:
+            print(f"  ... and {r.n_failed - 3} more (see the report)")
+    stamp = datetime.now()
+    report_path = args.report or (args.store / "reports"
+                                  / f"{stamp.strftime('%Y%m%dT%H%M%S-%f')}.json")
+    report = {"dataset": dataset.name, "data_dir": str(args.data_dir), "store": str(args.store),
+              "template": template, "created": stamp.isoformat(timespec="seconds"),
+              "seconds": time.perf_counter() - t0,
+              "modalities": {m: {**r.to_dict(), "dim": int(features[m].matrix.shape[1]),
+                                 "n_present": int(features[m].mask.sum())}
+                             for m, r in reports.items()}}
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    print(f"report: {report_path}")
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from crossrec.data.demo import write_demo
 
@@ -136,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", type=Path, help="TOML file with the same settings (and grids)")
     e.set_defaults(fn=cmd_evaluate)
 
+    n = sub.add_parser("encode", help="encode the catalog's modalities into the feature store")
+    _add_data_args(n)
+    n.add_argument("--modalities", type=_csv_list, help="comma-separated, e.g. text,image "
+                   "(default text)")
+    n.add_argument("--store", type=Path, default=Path(".cache/features"),
+                   help="feature store folder (default .cache/features)")
+    n.add_argument("--config", type=Path, help="TOML file: [encoders.<modality>] tables with "
+                   "EncoderConfig fields, optional template")
+    n.add_argument("--template", help='item text template, e.g. "{title}. Genres: {categories}"')
+    n.add_argument("--report", type=Path, help="where to write the report JSON (default "
+                   "<store>/reports/<timestamp>.json)")
+    n.add_argument("--no-progress", action="store_true", help="no progress bars")
+    n.set_defaults(fn=cmd_encode)
+
     d = sub.add_parser("demo-data", help="generate the synthetic multi-media demo dataset")
     d.add_argument("--out", type=Path, default=Path("data/demo"))
     d.add_argument("--users", type=int, default=600)
@@ -154,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    if args.command in ("split", "evaluate") and not getattr(args, "config", None):
+    if args.command == "encode" or (args.command in ("split", "evaluate")
+                                    and not getattr(args, "config", None)):
         missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "data_dir")
                    if getattr(args, k) is None]
         if missing:

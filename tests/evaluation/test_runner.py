@@ -24,7 +24,8 @@ class Oracle(Recommender):
         return self
 
     def score(self, users):
-        s = np.zeros((len(users), self.n_items_), dtype=np.float32)
+        # distinct scores, lower index higher, and the target set on top
+        s = np.tile(-np.arange(self.n_items_, dtype=np.float32) / self.n_items_, (len(users), 1))
         s[:, self.items[self.target]] = 1.0
         return s
 
@@ -60,3 +61,20 @@ def test_score_stage_excludes_and_restricts_to_candidates():
     ranked = res.ranked[res.ranked >= 0]
     assert np.isin(ranked, np.flatnonzero(split.candidates["test"])).all()
     assert res.beyond["coverage@10"] == 1.0              # every candidate is recommended
+
+
+def test_ties_are_broken_by_a_fixed_random_order_not_by_id():
+    """A model that scores every item alike must not profit from id order (on MovieLens,
+    low ids are the popular films)."""
+    ds = _dataset()
+    split = make_split(ds, "p5")
+    Oracle.items = {"A": np.arange(ds.n_items), "B": np.arange(ds.n_items)}   # all tied
+    model = Oracle().fit(runner.train_data(split, "test"))
+    users = np.array([0])
+    by_id, _ = model.recommend(users, k=5)
+    order = runner.tiebreak_order(ds.n_items)
+    ranked, _ = model.recommend(users, k=5, tiebreak=order)
+    assert by_id[0].tolist() == [0, 1, 2, 3, 4]
+    expected = [i for i in order if i < ds.n_items][:5]
+    assert ranked[0].tolist() == expected
+    assert not np.array_equal(ranked, by_id)

@@ -85,7 +85,8 @@ def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int 
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     ranked, scores = model.recommend(users, k=max(depth, max(ks)),
                                      exclude=split.exclude_matrix(stage),
-                                     candidates=split.candidates[stage], batch_size=batch_size)
+                                     candidates=split.candidates[stage], batch_size=batch_size,
+                                     tiebreak=tiebreak_order(split.dataset.n_items))
     per_user = M.compute_metrics(ranked, relevant[users], ks=ks)
     n_cand = int(split.candidates[stage].sum())
     beyond = {"coverage@10": float(M.item_coverage(ranked, 10, n_cand))}
@@ -94,6 +95,11 @@ def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int 
     if item_vectors is not None:
         beyond["diversity@10"] = float(M.intra_list_diversity(ranked, 10, item_vectors))
     return StageResult(users, per_user, beyond, ranked, scores, time.perf_counter() - t0)
+
+
+def tiebreak_order(n_items: int, seed: int = 0) -> np.ndarray:
+    """The fixed random item order that breaks score ties in every evaluation."""
+    return np.random.default_rng(seed).permutation(n_items)
 
 
 def param_grid(name: str, grid: dict[str, list] | None = None,

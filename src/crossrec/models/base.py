@@ -138,8 +138,8 @@ class Recommender:
             raise RuntimeError(f"{self.name} is not fitted: call fit() first")
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude: sp.csr_matrix | None = None,
-                  candidates: np.ndarray | None = None, batch_size: int = 1024
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  candidates: np.ndarray | None = None, batch_size: int = 1024,
+                  tiebreak: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores for each user.
 
         Args:
@@ -147,6 +147,10 @@ class Recommender:
             exclude: optional (n_users_total, n_items) matrix of items never to return
                 (e.g. the training matrix: exclude seen).
             candidates: optional (n_items,) bool mask of items that may be returned.
+            tiebreak: optional (n_items,) permutation of the items; among equal scores the
+                item that comes first in it wins (default: the lower item index). Evaluation
+                passes a fixed random order, so that id order (which often follows
+                popularity) never helps a model that scores many items alike.
         Returns:
             ((n, k) int64 item indices, -1 where fewer than k items qualify; (n, k) float32).
         """
@@ -161,7 +165,13 @@ class Recommender:
             if not (s.flags.owndata and s.flags.writeable):
                 s = s.copy()  # rank_topk writes -inf in place: never into a model's state
             ex = exclude[batch] if exclude is not None else None
-            top = rank_topk(s, k, exclude=ex, candidates=candidates, inplace=True)
+            if tiebreak is None:
+                top = rank_topk(s, k, exclude=ex, candidates=candidates, inplace=True)
+            else:                               # rank in tiebreak order, map positions back
+                top = rank_topk(s[:, tiebreak], k, exclude=None if ex is None else ex[:, tiebreak],
+                                candidates=None if candidates is None else candidates[tiebreak],
+                                inplace=True)
+                top = np.where(top >= 0, tiebreak[np.maximum(top, 0)], -1)
             items.append(top)
             scores.append(np.where(top >= 0, np.take_along_axis(s, np.maximum(top, 0), 1),
                                    -np.inf).astype(np.float32))

@@ -26,7 +26,7 @@ class BPRRecommender(Recommender):
     name = "bpr"
     # ML-1M P1 valid NDCG@20: best learning_rate 0.01 for 30 iterations (0.094); longer or
     # faster training overfits.
-    param_grid = {"learning_rate": [0.003, 0.01, 0.03], "iterations": [30, 100],
+    param_grid = {"learning_rate": [0.001, 0.003, 0.01], "iterations": [100, 200],
                   "regularization": [0.0001, 0.01]}
     stochastic = True
 
