@@ -24,7 +24,7 @@ RUNS = {  # name -> (dataset, protocol, models)
     "p1b-ml-100k": ("ml-100k", "p1b", BASELINES),
     "p2-ml-1m": ("ml-1m", "p2", "random,pop,content"),  # collaborative models cannot score cold items
     "p2-ml-100k": ("ml-100k", "p2", "random,pop,content"),
-    "p3-douban": ("douban", "p3", BASELINES),
+    "p3-douban": ("douban", "p3", "random,pop,itemknn,als,bpr,ease"),  # Douban has no content
     "p4-lastfm-2k": ("lastfm-2k", "p4", BASELINES),
     "p5-ml-1m": ("ml-1m", "p5", BASELINES),
 }

@@ -142,3 +142,13 @@ def test_lists(capsys):
         assert name in out
     assert main(["protocols"]) == 0
     assert "p2-all" in capsys.readouterr().out
+
+
+def test_content_model_on_data_without_content_fails_before_any_work(tmp_path, capsys):
+    rows = ["user_id,item_id,rating,timestamp"] + [f"u{i % 9},i{i % 13},1,{i}" for i in range(200)]
+    folder = _bad_folder(tmp_path, "\n".join(rows) + "\n")
+    rc = main(["evaluate", "--dataset", "folder", "--data-dir", str(folder), "--protocol", "p1",
+               "--models", "pop,content", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "model(s) ['content'] need item content" in err
+    assert not (tmp_path / "o").exists()                     # nothing was evaluated

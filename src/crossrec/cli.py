@@ -70,6 +70,12 @@ def cmd_evaluate(args) -> int:
     stats = split.stats()
     log.info("split: %s", json.dumps(stats))
     features = {**dataset.features, **default_content_features(dataset.catalog)}
+    if not features:
+        from crossrec.models import model_class
+        needy = [m for m in cfg.models if model_class(m).needs_features]
+        if needy:
+            raise ValueError(f"model(s) {needy} need item content, and dataset {dataset.name!r} "
+                             f"has none (no text, categories, attributes or feature matrices)")
     vectors = features["content"].matrix if "content" in features else None
     depth = max(cfg.depth, 100 if cfg.export_runs else 20)
     results = []

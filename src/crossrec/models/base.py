@@ -98,6 +98,8 @@ class Recommender:
     """Small grid searched on valid NDCG@20 by ``crossrec evaluate``."""
     stochastic: ClassVar[bool] = False
     """True when results depend on ``seed`` (evaluated over several seeds)."""
+    needs_features: ClassVar[bool] = False
+    """True when ``fit`` needs at least one item feature matrix (content models)."""
 
     @classmethod
     def grid_for(cls, train: TrainData) -> dict[str, list]:

@@ -29,6 +29,7 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 class ContentRecommender(Recommender):
     name = "content"
     param_grid: dict[str, list] = {}
+    needs_features = True
 
     @classmethod
     def grid_for(cls, train: TrainData) -> dict[str, list]:
