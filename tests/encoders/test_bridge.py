@@ -5,11 +5,28 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crossrec.encoders import EncodeResult, EncoderConfig, build_encoder
-from crossrec.encoders.bridge import (ImageLabelBridge, bridge_vectors, embed_texts,
-                                      imagenet_class_names, label_bridge)
+from crossrec.encoders import EncoderConfig, EncodeResult, build_encoder
+from crossrec.encoders.bridge import (
+    ImageLabelBridge,
+    bridge_vectors,
+    embed_texts,
+    imagenet_class_names,
+    label_bridge,
+)
 
 S = np.sqrt(0.5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a small shared machine OpenMP's spinning threads slow tiny
+    forwards down many times over when other processes hold the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_label_bridge_hand_computed():

@@ -19,8 +19,13 @@ def tiny_clap(tmp_path_factory) -> Path:
     """ClapModel + ClapProcessor (ClapFeatureExtractor + a word-level tokenizer), all offline."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import (ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))

@@ -38,14 +38,6 @@ def test_encode_twice_reports_counts_and_caches(demo, tmp_path, capsys):
         "n_cached"] == 40
 
 
-def test_a_new_template_reencodes_everything(demo, tmp_path, capsys):
-    store = tmp_path / "store"
-    assert _encode(demo, store, "--template", "{title}") == 0
-    assert "40 encoded" in capsys.readouterr().out
-    assert _encode(demo, store, "--template", "{title}. Genres: {categories}") == 0
-    assert "40 encoded, 0 cached" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("config, message", [
     ('[encoders.text]\nmodel = "/no/such/model"\n', "text model path '/no/such/model' does not exist"),
     ('[encoders.text]\nkind = "nope"\n', "unknown encoder kind 'nope'; available:"),

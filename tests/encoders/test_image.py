@@ -8,10 +8,28 @@ import pytest
 from PIL import Image, ImageFile
 
 from crossrec.encoders import EncoderConfig, EncoderConfigError, build_encoder
-from crossrec.encoders.image import (IMAGENET_MEAN, IMAGENET_STD, MobileNetV2Encoder,
-                                     default_mobilenet_weights, imagenet_eval_crop,
-                                     imagenet_normalise, load_state_dict_file)
+from crossrec.encoders.image import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MobileNetV2Encoder,
+    default_mobilenet_weights,
+    imagenet_eval_crop,
+    imagenet_normalise,
+    load_state_dict_file,
+)
 from crossrec.encoders.mobilenet_v2 import MobileNetV2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a small shared machine OpenMP's spinning threads slow tiny
+    forwards down many times over when other processes hold the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _noise(w, h, seed, mode="RGB"):
@@ -98,6 +116,27 @@ def test_file_url_gives_same_vector_as_path(small, images):
     np.testing.assert_array_equal(out.vectors[0], out.vectors[1])
     assert "unsupported URL scheme" in out.errors[2]
 
+
+def test_http_url_is_downloaded(small, images):
+    import functools
+    import http.server
+    import threading
+
+    folder = str(Path(images["rgb_png"]).parent)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=folder)
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        out = small.encode([f"{base}/rgb.png", f"{base}/nothing.png", images["rgb_png"]])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.mask.tolist() == [True, False, True]
+    assert "404" in out.errors[1]
+    np.testing.assert_array_equal(out.vectors[0], out.vectors[2])
 
 def test_batching_and_workers_do_not_change_vectors(small, images):
     inputs = [images[k] for k in ("rgb_jpg", "grey_png", "truncated", "rgba_png", "wide_jpg")]

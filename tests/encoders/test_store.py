@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crossrec.data.catalog import Catalog
-from crossrec.encoders import EncodeResult, Encoder, EncoderConfig
+from crossrec.encoders import Encoder, EncoderConfig, EncodeResult
 from crossrec.encoders.pipeline import catalog_inputs, encode_catalog
 from crossrec.encoders.store import FeatureStore, content_key
 

@@ -42,7 +42,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -292,6 +292,42 @@ def _l2(v: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, v / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
 
 
+def _embed_each(items: Sequence[Any], dim: int, embed: Callable[[Any], np.ndarray]) -> EncodeResult:
+    """``embed`` each item (None = absent: masked without a reason); failures masked with one."""
+    present = [i for i, x in enumerate(items) if x is not None]
+    vectors = np.zeros((len(items), dim), dtype=np.float32)
+    mask = np.zeros(len(items), dtype=bool)
+    done, errs = map_safely(embed, [items[i] for i in present])
+    for j, i in enumerate(present):
+        if j not in errs:
+            vectors[i], mask[i] = done[j], True
+    return EncodeResult(vectors, mask, {present[j]: why for j, why in errs.items()})
+
+
+def _in_chunks(n: int, size: int, dim: int, run: Callable[[int, int], EncodeResult]) -> EncodeResult:
+    """One EncodeResult from ``run(start, stop)`` over consecutive chunks of ``size`` rows."""
+    vectors = np.zeros((n, dim), dtype=np.float32)
+    mask = np.zeros(n, dtype=bool)
+    errors: dict[int, str] = {}
+    for start in range(0, n, size):
+        stop = min(n, start + size)
+        res = run(start, stop)
+        vectors[start:stop], mask[start:stop] = res.vectors, res.mask
+        errors.update({start + j: why for j, why in res.errors.items()})
+    return EncodeResult(vectors, mask, errors)
+
+
+def _prepare_waveform(w: np.ndarray, sr: int, target_sr: int, max_seconds: float | None) -> np.ndarray:
+    """A caller's waveform -> mono float32 at ``target_sr``, middle ``max_seconds``."""
+    x = to_mono(w)
+    if len(x) == 0:
+        raise AudioDecodeError("empty waveform")
+    if not np.isfinite(x).all():
+        raise AudioDecodeError("audio contains NaN or infinite samples")
+    start, count = _middle(len(x), sr, max_seconds)
+    return resample(x[start:start + count], sr, target_sr)
+
+
 @functools.lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
@@ -431,54 +467,30 @@ class AisfxEncoder(Encoder):
                 f"|l2={int(self.normalize)}|max_s={self.max_seconds}")
 
     def _encode(self, inputs: Sequence[str]) -> EncodeResult:
-        waves, errors = map_safely(
-            lambda p: load_audio(p, self.sample_rate, max_seconds=self.max_seconds), inputs)
-        return self._embed(waves, errors)
+        # one clip at a time: memory stays at one decoded clip whatever the number of inputs
+        return _embed_each(inputs, self.dim, lambda p: self._embed_one(
+            load_audio(p, self.sample_rate, max_seconds=self.max_seconds)))
 
     def encode_waveforms(self, waveforms: Sequence[np.ndarray | None], sr: int) -> EncodeResult:
         """Embed decoded audio: (n,) or (channels, n) arrays at ``sr`` Hz (None = no audio).
 
         The same path as files: downmix, middle ``max_seconds``, resample, embed.
         """
-        def prepare(w):
-            x = to_mono(w)
-            if len(x) == 0:
-                raise AudioDecodeError("empty waveform")
-            if not np.isfinite(x).all():
-                raise AudioDecodeError("audio contains NaN or infinite samples")
-            start, count = _middle(len(x), sr, self.max_seconds)
-            return resample(x[start:start + count], sr, self.sample_rate)
-
-        present = [i for i, w in enumerate(waveforms) if w is not None]
-        prepared, errs = map_safely(prepare, [waveforms[i] for i in present])
-        waves: list[np.ndarray | None] = [None] * len(waveforms)
-        for j, i in enumerate(present):
-            waves[i] = prepared[j]
-        return self._embed(waves, {present[j]: why for j, why in errs.items()})
-
-    def _embed(self, waves: list[np.ndarray | None], errors: dict[int, str]) -> EncodeResult:
-        vectors = np.zeros((len(waves), self.dim), dtype=np.float32)
-        rows = [i for i, w in enumerate(waves) if w is not None]
-        embedded, errs = map_safely(self._embed_one, [waves[i] for i in rows])
-        mask = np.zeros(len(waves), dtype=bool)
-        for j, i in enumerate(rows):
-            if j in errs:
-                errors[i] = errs[j]
-            else:
-                vectors[i], mask[i] = embedded[j], True
-        return EncodeResult(vectors, mask, errors)
+        return _embed_each(waveforms, self.dim, lambda w: self._embed_one(
+            _prepare_waveform(w, sr, self.sample_rate, self.max_seconds)))
 
     def _embed_one(self, y: np.ndarray) -> np.ndarray:
         """One clip at 44.1 kHz -> (512,)."""
         import torch
-        from aisfx.preprocessing import blocking, compute_hopSize
+        from aisfx.preprocessing import blocking
 
         model = _load_aisfx(self.checkpoint, _device(self.config))
         if len(y) < _MIN_SAMPLES:                                   # aisfx needs >= one window
             y = np.pad(y, (0, _MIN_SAMPLES - len(y)))
         spec = aisfx_log_mel(y).T / _SPEC_NORM_MAX                  # (frames, 96) -- the transpose
-        blocks = blocking(spec, block_size=_EMB_BLOCK,               # (n_windows, 100, 96)
-                          hop_size=compute_hopSize(_EMB_BLOCK, self.hop, spec),
+        # aisfx's compute_hopSize would assert hop < frames, which fails for hop=1 on one window
+        hop_frames = max(1, int(round(_EMB_BLOCK * self.hop)))
+        blocks = blocking(spec, block_size=_EMB_BLOCK, hop_size=hop_frames,  # (n_windows, 100, 96)
                           drop_partial_block=True)
         device = next(model.parameters()).device
         outs = []
@@ -620,25 +632,28 @@ class CLAPAudioEncoder(_ClapBase):
                 f"|l2={int(self.normalize)}")
 
     def _encode(self, inputs: Sequence[str]) -> EncodeResult:
-        waves, errors = map_safely(
-            lambda p: load_audio(p, self.sample_rate, max_seconds=self.max_seconds), inputs)
-        return self._embed(waves, errors)
+        def run(start: int, stop: int) -> EncodeResult:          # one batch decoded at a time
+            waves, errors = map_safely(
+                lambda p: load_audio(p, self.sample_rate, max_seconds=self.max_seconds),
+                inputs[start:stop])
+            return self._embed(waves, errors)
+
+        return _in_chunks(len(inputs), self.config.batch_size, self.dim, run)
 
     def encode_waveforms(self, waveforms: Sequence[np.ndarray | None], sr: int) -> EncodeResult:
         """Embed decoded audio: (n,) or (channels, n) arrays at ``sr`` Hz (None = no audio)."""
-        def prepare(w):
-            x = to_mono(w)
-            if len(x) == 0 or not np.isfinite(x).all():
-                raise AudioDecodeError("empty waveform or NaN/infinite samples")
-            start, count = _middle(len(x), sr, self.max_seconds)
-            return resample(x[start:start + count], sr, self.sample_rate)
+        def run(start: int, stop: int) -> EncodeResult:
+            chunk = waveforms[start:stop]
+            present = [i for i, w in enumerate(chunk) if w is not None]
+            prepared, errs = map_safely(
+                lambda w: _prepare_waveform(w, sr, self.sample_rate, self.max_seconds),
+                [chunk[i] for i in present])
+            waves: list[np.ndarray | None] = [None] * len(chunk)
+            for j, i in enumerate(present):
+                waves[i] = prepared[j]
+            return self._embed(waves, {present[j]: why for j, why in errs.items()})
 
-        present = [i for i, w in enumerate(waveforms) if w is not None]
-        prepared, errs = map_safely(prepare, [waveforms[i] for i in present])
-        waves: list[np.ndarray | None] = [None] * len(waveforms)
-        for j, i in enumerate(present):
-            waves[i] = prepared[j]
-        return self._embed(waves, {present[j]: why for j, why in errs.items()})
+        return _in_chunks(len(waveforms), self.config.batch_size, self.dim, run)
 
     def _features(self, y: np.ndarray) -> tuple[np.ndarray, bool]:
         """Model input of one clip, independent of the batch: (channels, frames, mels), longer."""

@@ -4,7 +4,8 @@
     >>> out = enc.encode(["posters/1.jpg", "file:///data/2.png", "broken.jpg", ""])
     >>> out.vectors.shape, out.mask.tolist()                             # (4, 1280), L2-normalised
     ((4, 1280), [True, True, False, False])
-    >>> out.errors                                                        # {2: "OSError: image file is truncated ..."}
+    >>> out.errors[2]
+    'OSError: image file is truncated (1234 bytes not processed)'
     >>> enc.classify(["posters/1.jpg"]).vectors.shape                    # ImageNet probabilities
     (1, 1000)
 
@@ -40,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from crossrec.encoders.base import (EncodeResult, Encoder, EncoderConfigError, map_safely,
-                                    register_encoder)
+from crossrec.encoders.base import Encoder, EncoderConfigError, EncodeResult, map_safely, register_encoder
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -504,7 +504,8 @@ class CLIPImageEncoder(_CLIPBase):
         try:
             return Processor.from_pretrained(str(self.model_ref), **self._hub_kwargs())
         except (OSError, ValueError) as e:
-            raise EncoderConfigError(f"cannot load the CLIP image processor of {self.model_ref!s}: {e}") from e
+            raise EncoderConfigError(f"cannot load the CLIP image processor of "
+                                     f"{self.model_ref!s}: {e}") from e
 
     def _load(self, src: str) -> np.ndarray:
         img = open_image(src, self.options["timeout"])
@@ -564,5 +565,6 @@ class CLIPTextEncoder(_CLIPBase):
             with self._lock, torch.inference_mode():
                 out = model.text_model(input_ids=batch["input_ids"].to(device),
                                        attention_mask=batch["attention_mask"].to(device))
-                vectors[start:start + bs] = self._finish(model.text_projection(out.pooler_output)).cpu().numpy()
+                projected = model.text_projection(out.pooler_output)          # (B, projection_dim)
+                vectors[start:start + bs] = self._finish(projected).cpu().numpy()
         return EncodeResult(vectors, np.ones(len(inputs), bool), {})

