@@ -17,18 +17,6 @@ from crossrec.encoders.bridge import (
 S = np.sqrt(0.5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a small shared machine OpenMP's spinning threads slow tiny
-    forwards down many times over when other processes hold the cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_label_bridge_hand_computed():
     # orthogonal label vectors (any length): one-hot -> that label; 50/50 -> the diagonal
     got = label_bridge([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]], [[2.0, 0.0], [0.0, 3.0]])

@@ -14,18 +14,6 @@ WORDS = ["a", "photo", "of", "cat", "dog", "red", "blue", "car", "movie", "poste
 PAD, UNK, BOS, EOS = 0, 1, 3, 4     # eos != 2: CLIP pools the first eos token, not argmax(ids)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a small shared machine OpenMP's spinning threads slow tiny
-    forwards down many times over when other processes hold the cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors

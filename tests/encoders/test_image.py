@@ -20,18 +20,6 @@ from crossrec.encoders.image import (
 from crossrec.encoders.mobilenet_v2 import MobileNetV2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a small shared machine OpenMP's spinning threads slow tiny
-    forwards down many times over when other processes hold the cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _noise(w, h, seed, mode="RGB"):
     rng = np.random.default_rng(seed)
     channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
