@@ -26,7 +26,7 @@ RUNS = {  # name -> (dataset, protocol, models)
     "p2-ml-100k": ("ml-100k", "p2", "random,pop,content"),
     # Douban has no content; EASE's dense item-item inverse (12k items) is too slow for 2 cores
     "p3-douban": ("douban", "p3", "random,pop,itemknn,als,bpr"),
-    "p4-lastfm-2k": ("lastfm-2k", "p4", "random,pop,itemknn,als,bpr,content"),  # 17.6k items
+    "p4-lfm2k": ("lastfm-2k", "p4", "random,pop,itemknn,als,bpr,content"),  # 17.6k items
     "p5-ml-1m": ("ml-1m", "p5", BASELINES),
 }
 

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crossrec.data.dataset import Dataset
-from crossrec.data.datasets import douban, folder, lastfm2k, ml1m, ml100k
+from crossrec.data.datasets import douban, folder, lfm2k, ml1m, ml100k
 
 DATASETS: dict[str, Callable[[Path], Dataset]] = {
     ml100k.NAME: ml100k.load,
     ml1m.NAME: ml1m.load,
-    lastfm2k.NAME: lastfm2k.load,
+    lfm2k.NAME: lfm2k.load,
     douban.NAME: douban.load,
     folder.NAME: folder.load,
     "demo": folder.load_demo,
