@@ -105,11 +105,6 @@ class Dataset:
             feats[fname] = Features(full, mask, fname)
         return cls(name, inter, users, items, catalog, feats)
 
-    def item_popularity(self, interactions: Interactions | None = None) -> np.ndarray:
-        """(n_items,) number of distinct users per item in ``interactions`` (default: all)."""
-        inter = self.interactions if interactions is None else interactions
-        return np.asarray((inter.to_csr(self.n_users, self.n_items) > 0).sum(axis=0)).ravel()
-
     def summary(self) -> dict:
         media = pd.Series(self.catalog.medium).value_counts().to_dict()
         return {"name": self.name, "users": self.n_users, "items": self.n_items,

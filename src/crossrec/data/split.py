@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,7 @@ def write_split(split: Split, path: str | Path) -> Path:
         old = path.with_name(f".{path.name}.old")
         os.replace(path, old)
         os.replace(tmp, path)
-        import shutil
+
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)

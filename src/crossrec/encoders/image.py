@@ -428,14 +428,18 @@ class _CLIPBase(Encoder):
             kw["revision"] = self.options["revision"]
         return kw
 
+    def _from_pretrained(self, factory, what: str):
+        """``factory.from_pretrained`` on the model reference; failures are config errors."""
+        try:
+            return factory.from_pretrained(str(self.model_ref), **self._hub_kwargs())
+        except (OSError, ValueError) as e:
+            raise EncoderConfigError(f"cannot load {what} of {self.model_ref!s}: {e}") from e
+
     @cached_property
     def clip_config(self):
         from transformers import CLIPConfig
 
-        try:
-            return CLIPConfig.from_pretrained(str(self.model_ref), **self._hub_kwargs())
-        except (OSError, ValueError) as e:
-            raise EncoderConfigError(f"cannot load CLIP config {self.model_ref!s}: {e}") from e
+        return self._from_pretrained(CLIPConfig, "the CLIP config")
 
     @cached_property
     def model(self):
@@ -447,11 +451,7 @@ class _CLIPBase(Encoder):
         with _CLIP_MODELS_LOCK:
             model = _CLIP_MODELS.get(key)
             if model is None:
-                try:
-                    model = CLIPModel.from_pretrained(str(self.model_ref), **self._hub_kwargs())
-                except (OSError, ValueError) as e:
-                    raise EncoderConfigError(f"cannot load CLIP model {self.model_ref!s}: {e}") from e
-                model = model.eval().to(device)
+                model = self._from_pretrained(CLIPModel, "the CLIP model").eval().to(device)
                 _CLIP_MODELS[key] = model
         return model
 
@@ -501,11 +501,7 @@ class CLIPImageEncoder(_CLIPBase):
             from transformers import CLIPImageProcessorPil as Processor
         except ImportError:                           # transformers < 5: the PIL one is the default
             from transformers import CLIPImageProcessor as Processor
-        try:
-            return Processor.from_pretrained(str(self.model_ref), **self._hub_kwargs())
-        except (OSError, ValueError) as e:
-            raise EncoderConfigError(f"cannot load the CLIP image processor of "
-                                     f"{self.model_ref!s}: {e}") from e
+        return self._from_pretrained(Processor, "the CLIP image processor")
 
     def _load(self, src: str) -> np.ndarray:
         img = open_image(src, self.options["timeout"])
@@ -546,10 +542,7 @@ class CLIPTextEncoder(_CLIPBase):
     def tokenizer(self):
         from transformers import AutoTokenizer
 
-        try:
-            return AutoTokenizer.from_pretrained(str(self.model_ref), **self._hub_kwargs())
-        except (OSError, ValueError) as e:
-            raise EncoderConfigError(f"cannot load the CLIP tokenizer of {self.model_ref!s}: {e}") from e
+        return self._from_pretrained(AutoTokenizer, "the CLIP tokenizer")
 
     def _encode(self, inputs: Sequence[str]) -> EncodeResult:
         import torch

@@ -143,7 +143,7 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
 
     same_fit = split.fit["test"] == split.fit["valid"]
     test_data = valid_data if same_fit else train_data(split, "test", features)
-    popularity = np.asarray((test_data.matrix > 0).sum(axis=0)).ravel()
+    popularity = test_data.item_popularity
     results, train_s = {}, {}
     for seed in seeds:
         if same_fit and seed == seeds[0]:
