@@ -127,7 +127,6 @@ def write_split(split: Split, path: str | Path) -> Path:
         old = path.with_name(f".{path.name}.old")
         os.replace(path, old)
         os.replace(tmp, path)
-
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
