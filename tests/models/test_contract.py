@@ -17,6 +17,7 @@ import pytest
 from crossrec.data.dataset import Features
 from crossrec.data.interactions import Interactions
 from crossrec.models import Recommender, TrainData, available_models, model_class
+from crossrec.models.base import VectorModel, histories_from
 
 N_USERS, N_ITEMS, PER_USER = 60, 40, 8
 GROUP_A = np.arange(36)
@@ -190,3 +191,24 @@ def test_clone(name, fitted):
             break
     with pytest.raises(ValueError, match="no_such_param"):
         model.clone(no_such_param=1)
+
+
+VECTOR_MODELS = [m for m in MODELS if issubclass(model_class(m), VectorModel)]
+
+
+@pytest.mark.parametrize("name", VECTOR_MODELS)
+def test_vector_model_scores_are_dot_products_of_folded_in_users(name, fitted, train):
+    """A vector model's user vectors, recomputed from the training histories (what the service
+    does after every event), rank like its own scores."""
+    model = fitted[name]
+    items = model.item_vectors()
+    assert items.shape[0] == N_ITEMS and items.dtype == np.float32
+    users = np.arange(N_USERS)
+    folded = model.user_vectors(histories_from(train.interactions, N_USERS)) @ items.T
+    top_score = np.argsort(-model.score(users), axis=1, kind="stable")[:, :5]
+    top_fold = np.argsort(-folded, axis=1, kind="stable")[:, :5]
+    # same block for every user's top 5 (exact equality is not required of ALS: its training
+    # solves the user step approximately)
+    assert ((top_score >= 20) == (top_fold >= 20)).all()
+    empty = model.user_vectors([np.zeros(0, np.int64)])
+    assert empty.shape == (1, items.shape[1]) and np.isfinite(empty).all()

@@ -236,6 +236,36 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
 
+class VectorModel:
+    """Mixin for models whose score is a dot product ``user_vector · item_vector``.
+
+    Serving needs exactly this: item vectors go into an (ANN) index once, and a user vector is
+    recomputed from an updated history without retraining (fold-in). A vector model's
+    ``score`` is ``user vector @ item_vectors().T``; for the training histories
+    ``user_vectors`` gives those user vectors (exactly, or, where training solves
+    approximately, as ALS's conjugate gradient does, the exact fold-in solution).
+
+    - ``item_vectors()`` -> (n_items, d) float32.
+    - ``user_vectors(histories)`` -> (len(histories), d) float32, where each history is an int64
+      array of item indices in time order (oldest first); an empty history is allowed (the
+      model returns its best guess for a newcomer, e.g. a zero or a popularity vector).
+    """
+
+    def item_vectors(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def histories_from(interactions: Interactions, n_users: int) -> list[np.ndarray]:
+    """Per user index, the item indices of ``interactions`` in time order (ties: row order)."""
+    order = interactions.chronological_order()
+    users, items = interactions.user[order], interactions.item[order]
+    bounds = np.searchsorted(users, np.arange(n_users + 1))
+    return [items[bounds[u]:bounds[u + 1]] for u in range(n_users)]
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from crossrec.models.base import Recommender, TrainData, register
+from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -26,7 +26,7 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
 
 
 @register
-class ContentRecommender(Recommender):
+class ContentRecommender(Recommender, VectorModel):
     name = "content"
     param_grid: dict[str, list] = {}
     needs_features = True
@@ -58,8 +58,27 @@ class ContentRecommender(Recommender):
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
-        history = self.user_items_[users]                                # (n, n_items)
+        return self._profiles(self.user_items_[users]) @ self.item_vectors_.T   # (n, n_items)
+
+    def _profiles(self, history: sp.csr_matrix) -> np.ndarray:
+        """(n, d) unit-length mean of the history's item vectors (zeros for no history)."""
         counts = np.asarray(history.sum(axis=1), dtype=np.float32)       # (n, 1)
         profile = np.asarray(history @ self.item_vectors_, dtype=np.float32)
         profile = np.divide(profile, counts, out=np.zeros_like(profile), where=counts > 0)
-        return _l2_normalise(profile) @ self.item_vectors_.T              # (n, n_items)
+        return _l2_normalise(profile)
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        return self.item_vectors_
+
+    def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
+        self._check_fitted()
+        n_items = len(self.item_vectors_)
+        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        cols = np.concatenate([np.asarray(h, np.int64) for h in histories]) if histories \
+            else np.zeros(0, np.int64)
+        history = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)),
+                                shape=(len(histories), n_items))
+        history.data[:] = 1.0                                            # binary, as in fit
+        has = np.abs(self.item_vectors_).sum(axis=1) > 0                 # items with the feature
+        return self._profiles((history @ sp.diags(has.astype(np.float32))).tocsr())
