@@ -1,0 +1,93 @@
+"""Indices: exact search is right, faiss agrees with it, the medium filter and masks hold."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from crossrec.index import Index, build_index
+
+
+def _data(n, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    media = rng.choice(["article", "audio", "image", "video"], size=n, p=[.5, .3, .15, .05])
+    return vectors, media, rng.normal(size=(7, d)).astype(np.float32)
+
+
+def _brute(vectors, queries, k, allowed=None):
+    s = queries @ vectors.T
+    if allowed is not None:
+        s[:, ~allowed] = -np.inf
+    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+
+@pytest.mark.parametrize("kind", ["exact", "flat"])
+def test_exact_kinds_match_brute_force_with_and_without_filter(kind):
+    vectors, media, queries = _data(2000)
+    index = build_index(vectors, media, kind=kind)
+    ids, scores = index.search(queries, 10)
+    np.testing.assert_array_equal(ids, _brute(vectors, queries, 10))
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, ids, 1), rtol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()                  # best first
+    ids, _ = index.search(queries, 10, media={"video", "image"})
+    np.testing.assert_array_equal(ids, _brute(vectors, queries, 10, np.isin(media, ["video", "image"])))
+    mask = np.zeros(len(vectors), bool)
+    mask[::3] = True
+    ids, _ = index.search(queries, 10, mask=mask)
+    np.testing.assert_array_equal(ids, _brute(vectors, queries, 10, mask))
+
+
+def test_padding_unknown_medium_and_ids_after_add():
+    vectors, media, queries = _data(30)
+    index = Index(16)
+    index.add(vectors[:20], media=media[:20])
+    index.add(vectors[20:], ids=np.arange(100, 110), media=media[20:])
+    assert len(index) == 30 and index.medium_of(105) == media[25]
+    ids, scores = index.search(queries, 50)
+    assert (ids[:, :30] >= 0).all() and (ids[:, 30:] == -1).all()
+    assert np.isneginf(scores[:, 30:]).all()
+    assert set(ids[0, :30]) == set(range(20)) | set(range(100, 110))
+    assert (index.search(queries, 5, media={"podcast"})[0] == -1).all()
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add(vectors[:1], ids=[3])
+    with pytest.raises(ValueError, match="dim 16"):
+        index.search(np.zeros((1, 8)), 3)
+
+
+@pytest.mark.parametrize("kind", ["exact", "flat", "hnsw"])
+def test_save_and_load_give_the_same_results(kind, tmp_path):
+    vectors, media, queries = _data(500)
+    index = build_index(vectors, media, kind=kind)
+    a = index.search(queries, 10, media={"article", "audio"})
+    back = Index.load(index.save(tmp_path / "idx"))
+    b = back.search(queries, 10, media={"article", "audio"})
+    np.testing.assert_array_equal(a[0], b[0])
+    assert back.kind == kind and back.counts() == index.counts()
+
+
+def test_auto_kind_follows_catalog_size():
+    assert build_index(np.zeros((10, 4)), kind="auto").kind == "exact"
+    assert build_index(np.random.default_rng(0).normal(size=(50_001, 2)), kind="auto").kind == "hnsw"
+
+
+@pytest.mark.slow
+def test_hnsw_recall_at_10_is_at_least_095_at_100k_items():
+    """Clustered 64-d vectors (as embeddings are), 100k items in four media, 200 queries."""
+    rng = np.random.default_rng(0)
+    n, d = 100_000, 64
+    centres = rng.normal(size=(200, d)).astype(np.float32)
+    vectors = centres[rng.integers(200, size=n)] + 0.5 * rng.normal(size=(n, d)).astype(np.float32)
+    media = rng.choice(["article", "audio", "image", "video"], size=n)
+    queries = centres[rng.integers(200, size=200)] + 0.5 * rng.normal(size=(200, d)).astype(np.float32)
+    t0 = time.perf_counter()
+    hnsw = build_index(vectors, media, kind="hnsw")
+    build_s = time.perf_counter() - t0
+    exact = build_index(vectors, media, kind="exact")
+    for filt in (None, {"video"}):
+        truth, _ = exact.search(queries, 10, media=filt)
+        got, _ = hnsw.search(queries, 10, media=filt)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+        assert recall >= 0.95, (filt, recall, build_s)
