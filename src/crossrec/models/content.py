@@ -6,6 +6,9 @@ Uses ``train.item_features[feature]`` (e.g. the "content" features of
 :func:`crossrec.features.default_content_features`). Item vectors are L2-normalised (zero rows
 stay zero); only items whose feature mask is True enter a profile. Items never interacted with
 are scored too, so this model serves cold items. Users with no usable history score 0.
+``new_item_vectors(features)`` places items it was never fitted on (the service's live cold
+start and text search; ``places_new_items = True`` announces this optional extension of the
+vector-model contract).
 
 Example:
     >>> model = ContentRecommender(feature="tfidf").fit(train)
@@ -17,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from crossrec.data.dataset import Features
 from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
 
@@ -30,6 +34,7 @@ class ContentRecommender(Recommender, VectorModel):
     name = "content"
     param_grid: dict[str, list] = {}
     needs_features = True
+    places_new_items = True
 
     @classmethod
     def grid_for(cls, train: TrainData) -> dict[str, list]:
@@ -82,3 +87,17 @@ class ContentRecommender(Recommender, VectorModel):
         history.data[:] = 1.0                                            # binary, as in fit
         has = np.abs(self.item_vectors_).sum(axis=1) > 0                 # items with the feature
         return self._profiles((history @ sp.diags(has.astype(np.float32))).tocsr())
+
+    def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
+        """(n, d) unit vectors of new items from ``features[self.feature]``, as in ``fit``."""
+        self._check_fitted()
+        if self.feature not in features:
+            raise ValueError(f"content: new items need feature {self.feature!r}; got "
+                             f"{sorted(features) or 'none'}")
+        feats = features[self.feature]
+        if feats.matrix.shape[1] != self.item_vectors_.shape[1]:
+            raise ValueError(f"content: feature {self.feature!r} has dim {feats.matrix.shape[1]}, "
+                             f"the model {self.item_vectors_.shape[1]}")
+        vectors = _l2_normalise(np.asarray(feats.matrix, dtype=np.float32))
+        vectors[~feats.mask] = 0.0
+        return vectors

@@ -1,0 +1,447 @@
+"""The HTTP API and web page over a :class:`~crossrec.serve.service.Service` (FastAPI).
+
+    >>> app = create_app("artifacts/demo", store_url="sqlite:///events.db",
+    ...                  media_root="data/demo", api_keys=["s3cret"])
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)        # what `crossrec serve` does
+
+Routes (OpenAPI at /docs): ``/v1/users/{id}/recommendations``, ``/v1/items/{id}/similar``,
+``/v1/search``, ``POST /v1/events``, ``POST /v1/users``, ``POST /v1/items`` (key),
+``/v1/users``, ``/v1/items/{id}``, ``POST /v1/admin/reload`` (key), ``/healthz``, ``/readyz``,
+``/metrics``, ``/media/...`` (files under the media root only) and the page at ``/``.
+
+Every client error is a 4xx JSON body ``{"error": "...", "detail": [...]}``. API keys are kept
+as sha256 digests only; ``POST /v1/items`` and ``/v1/admin/*`` always need one, events and new
+users when ``events_need_key``. The artifact is reloaded atomically by ``POST
+/v1/admin/reload`` and by SIGHUP.
+"""
+
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crossrec.serve import schemas
+from crossrec.serve.service import MAX_K, Service, ServiceError
+from crossrec.serve.store import EventStore
+
+log = logging.getLogger("crossrec.serve")
+STATIC = Path(__file__).parent / "static"
+MAX_JSON_BYTES = 1 << 20          # 1 MiB for JSON bodies
+MAX_UPLOAD_BYTES = 50 << 20       # 50 MiB for POST /v1/items
+
+UPLOAD_KINDS = {                  # magic bytes -> (media kind, file extension)
+    b"\x89PNG\r\n\x1a\n": ("image", ".png"), b"\xff\xd8\xff": ("image", ".jpg"),
+    b"GIF87a": ("image", ".gif"), b"GIF89a": ("image", ".gif"),
+    b"fLaC": ("audio", ".flac"), b"OggS": ("audio", ".ogg"), b"ID3": ("audio", ".mp3"),
+    b"\x1a\x45\xdf\xa3": ("video", ".webm"),
+}
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def sniff(head: bytes) -> tuple[str, str] | None:
+    """(kind, extension) of a file from its first bytes, or None when it is not a known
+    image, audio or video format."""
+    for magic, kind in UPLOAD_KINDS.items():
+        if head.startswith(magic):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio", ".wav"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image", ".webp"
+    if head[4:8] == b"ftyp":
+        return "video", ".mp4"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio", ".mp3"
+    return None
+
+
+def _problem(status: int, error: str, detail: list | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for a body over the limit (by Content-Length, or counted
+    while it streams); uploads to ``POST /v1/items`` get the larger limit."""
+
+    def __init__(self, app, max_json: int, max_upload: int):
+        self.app, self.max_json, self.max_upload = app, max_json, max_upload
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.max_upload if scope["path"] == "/v1/items" else self.max_json
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > limit
+                except ValueError:
+                    return await _problem(400, "bad Content-Length header")(scope, receive, send)
+                if too_big:
+                    return await _problem(413, f"body of {int(value)} bytes is over the limit of "
+                                          f"{limit} bytes")(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge as e:
+            await _problem(413, f"body is over the limit of {e.limit} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int):
+        self.limit = limit
+
+
+class Metrics:
+    """Prometheus metrics in a registry of this app's own."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("crossrec_request_seconds", "request latency by route",
+                                 ["method", "route", "status"], registry=self.registry,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+        self.recommended = Counter("crossrec_recommended_items_total",
+                                   "items served in recommendations, by medium", ["medium"],
+                                   registry=self.registry)
+        self.events = Counter("crossrec_events_total", "events stored, by type", ["type"],
+                              registry=self.registry)
+        self.index_items = Gauge("crossrec_index_items", "items in the index",
+                                 registry=self.registry)
+        self.model = Gauge("crossrec_model_info", "the model being served (value 1)",
+                           ["model", "version"], registry=self.registry)
+
+    def set_model(self, service: Service) -> None:
+        self.model.clear()
+        loaded = service.loaded
+        self.model.labels(loaded.artifact.meta["model"], loaded.version).set(1)
+        self.index_items.set(loaded.total_items)
+
+
+def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///crossrec-events.db",
+               media_root: str | os.PathLike | None = None, api_keys: Iterable[str] = (),
+               api_key_hashes: Iterable[str] = (), events_need_key: bool = False,
+               index_kind: str = "auto", preload_encoders: bool = False,
+               max_json_bytes: int = MAX_JSON_BYTES,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The FastAPI app; the artifact is loaded once, when the app starts (lifespan).
+
+    Args:
+        artifact_path: the artifact folder to serve.
+        store_url: the event store (``sqlite:///FILE`` or ``postgresql+psycopg://...``).
+        media_root: media files are served from under this folder only, and uploads are
+            written to its ``uploads/``.
+        api_keys / api_key_hashes: accepted keys, raw (hashed at once, never kept) or as
+            sha256 hex digests; sent as ``X-API-Key`` or ``Authorization: Bearer``.
+        events_need_key: also require a key for ``POST /v1/events`` and ``POST /v1/users``.
+        index_kind: see :class:`~crossrec.serve.service.Service`.
+        preload_encoders: build the content encoders at start-up, not on first use.
+    """
+    key_digests = {hash_key(k) for k in api_keys} | {h.lower() for h in api_key_hashes}
+    metrics = Metrics()
+    root = Path(media_root).resolve() if media_root else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = EventStore(store_url)
+        service = await asyncio.to_thread(Service, artifact_path, store, root, index_kind)
+        app.state.service = service
+        metrics.set_model(service)
+        loop = asyncio.get_running_loop()
+
+        def on_hup():
+            async def go():
+                try:
+                    out = await asyncio.to_thread(service.reload)
+                    metrics.set_model(service)
+                    log.info("SIGHUP: reloaded %s", out)
+                except Exception:       # noqa: BLE001 - keep serving the old artifact
+                    log.exception("SIGHUP: reload failed; still serving the old artifact")
+            loop.create_task(go())
+
+        try:
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+            hup = True
+        except (RuntimeError, ValueError, NotImplementedError):     # not the main thread
+            hup = False
+        if preload_encoders:
+            await asyncio.to_thread(service.preload_encoders)
+        app.state.ready = True
+        yield
+        app.state.ready = False
+        if hup:
+            loop.remove_signal_handler(signal.SIGHUP)
+        store.close()
+
+    app = FastAPI(title="crossrec", version="1", lifespan=lifespan,
+                  description="Cross-media recommendations: API and web page.",
+                  responses={400: {"model": schemas.Problem}, 404: {"model": schemas.Problem},
+                             422: {"model": schemas.Problem}})
+    app.state.ready = False
+    app.add_middleware(BodyLimit, max_json=max_json_bytes, max_upload=max_upload_bytes)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - t0)
+        return response
+
+    # -- errors: always a JSON body with a message ---------------------------------------------
+    @app.exception_handler(ServiceError)
+    async def _service_error(request, exc: ServiceError):
+        return _problem(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        errors = exc.errors()
+        parts = []
+        for e in errors[:5]:
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            msg = e.get("msg", "invalid")
+            if e.get("type") == "json_invalid":
+                msg = f"malformed JSON: {e.get('ctx', {}).get('error', 'cannot parse')}"
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                  for e in errors]
+        return _problem(422, "; ".join(parts), detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request, exc: StarletteHTTPException):
+        return _problem(exc.status_code, str(exc.detail), None)
+
+    @app.exception_handler(Exception)
+    async def _crash(request, exc: Exception):          # a bug: logged, never a stack trace out
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return _problem(500, "internal error")
+
+    # -- dependencies -------------------------------------------------------------------------
+    def service(request: Request) -> Service:
+        svc = getattr(request.app.state, "service", None)
+        if svc is None:
+            raise ServiceError("not ready", 503)
+        return svc
+
+    def _check_key(request: Request) -> None:
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            raise ServiceError("missing API key (send X-API-Key or Authorization: Bearer)", 401)
+        digest = hash_key(given)
+        if not any(hmac.compare_digest(digest, d) for d in key_digests):
+            raise ServiceError("invalid API key", 401)
+
+    def need_key(request: Request) -> None:
+        _check_key(request)
+
+    def events_key(request: Request) -> None:
+        if events_need_key:
+            _check_key(request)
+
+    def media_set(media: str | None) -> set[str] | None:
+        if media is None or not media.strip():
+            return None
+        return {m.strip() for m in media.split(",") if m.strip()}
+
+    Svc = Annotated[Service, Depends(service)]
+    K = Annotated[int, Query(ge=1, le=MAX_K, description=f"how many items (1-{MAX_K})")]
+    Media = Annotated[str | None, Query(max_length=500, description="comma-separated media, "
+                                        "e.g. article,video (default: all)")]
+    v1 = "/v1"
+
+    # -- reading ------------------------------------------------------------------------------
+    @app.get(v1 + "/users/{user_id}/recommendations", response_model=schemas.Recommendations)
+    async def recommendations(user_id: str, svc: Svc, k: K = 10, media: Media = None,
+                              exclude_seen: bool = True, explain: bool = True):
+        out = svc.recommend(user_id, k, media_set(media), exclude_seen, explain)
+        for item in out["items"]:
+            metrics.recommended.labels(item["medium"]).inc()
+        return out
+
+    @app.get(v1 + "/items/{item_id}/similar", response_model=schemas.Similar)
+    async def similar(item_id: str, svc: Svc, k: K = 10, media: Media = None):
+        return svc.similar(item_id, k, media_set(media))
+
+    @app.get(v1 + "/search", response_model=schemas.SearchResults)
+    def search(svc: Svc, q: Annotated[str, Query(min_length=1, max_length=500)], k: K = 10,
+               media: Media = None):
+        return svc.search(q, k, media_set(media))
+
+    @app.get(v1 + "/users", response_model=schemas.UsersPage)
+    def users(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              offset: Annotated[int, Query(ge=0)] = 0):
+        return svc.users_page(limit, offset)
+
+    @app.get(v1 + "/items/{item_id}", response_model=schemas.ItemDetail)
+    async def item(item_id: str, svc: Svc):
+        return svc.item(item_id)
+
+    # -- writing ------------------------------------------------------------------------------
+    @app.post(v1 + "/events", response_model=schemas.EventsOut,
+              dependencies=[Depends(events_key)])
+    def events(body: schemas.EventsIn, svc: Svc):
+        evs = [e.model_dump() for e in body.events]
+        status = svc.add_events(evs)
+        for e, s in zip(evs, status):
+            if s == "stored":
+                metrics.events.labels(e["type"]).inc()
+        return {"stored": status.count("stored"), "duplicates": status.count("duplicate"),
+                "results": [{"event_id": e["event_id"], "status": s} for e, s in zip(evs, status)]}
+
+    @app.post(v1 + "/users", response_model=schemas.UserOut, status_code=201,
+              dependencies=[Depends(events_key)])
+    def new_user(body: schemas.UserIn, svc: Svc):
+        return svc.add_user(body.user_id, body.likes.strip())
+
+    @app.post(v1 + "/items", response_model=schemas.ItemDetail, status_code=201,
+              dependencies=[Depends(need_key)])
+    def new_item(svc: Svc,
+                 item_id: Annotated[str, Form(min_length=1, max_length=256)],
+                 medium: Annotated[str, Form(min_length=1, max_length=64)],
+                 title: Annotated[str, Form(max_length=1000)] = "",
+                 description: Annotated[str, Form(max_length=20000)] = "",
+                 categories: Annotated[str, Form(max_length=1000)] = "",
+                 media_path: Annotated[str, Form(max_length=4096)] = "",
+                 file: Annotated[UploadFile | None, File()] = None):
+        """Add an item: text fields, and a media file (an upload, checked by its content, or
+        ``media_path`` relative to the media root)."""
+        media: dict[str, str] = {}
+        if file is not None and file.filename is not None:
+            if root is None:
+                raise ServiceError("this server has no media root for uploads (start it with "
+                                   "--media-root)", 409)
+            data = file.file.read(max_upload_bytes + 1)
+            kind = sniff(data[:64])
+            if kind is None:
+                raise ServiceError(f"upload {file.filename!r} is not a PNG, JPEG, GIF, WebP "
+                                   f"image, WAV, FLAC, Ogg, MP3 audio or MP4/WebM video "
+                                   f"(checked by content)", 415)
+            if kind[0] == "image":
+                _check_image(data)
+            digest = hashlib.sha256(data).hexdigest()[:20]
+            target = root / "uploads" / f"{digest}{kind[1]}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(target.suffix + ".part")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+            media[kind[0]] = str(target)
+        if media_path:
+            path = _under_root(root, media_path)
+            kind = sniff(path.read_bytes()[:64])
+            if kind is None:
+                raise ServiceError(f"media_path {media_path!r} is not a known image, audio or "
+                                   f"video format", 415)
+            media.setdefault(kind[0], str(path))
+        cats = [c.strip() for c in categories.split(",") if c.strip()]
+        text = {k: v for k, v in (("title", title), ("description", description)) if v}
+        return svc.add_item(item_id, medium.strip(), text, cats, media)
+
+    @app.post(v1 + "/admin/reload", response_model=schemas.ReloadOut,
+              dependencies=[Depends(need_key)])
+    def reload(svc: Svc, body: schemas.ReloadIn | None = None):
+        out = svc.reload(body.path if body else None)
+        metrics.set_model(svc)
+        return out
+
+    # -- operations ---------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request):
+        svc = getattr(request.app.state, "service", None)
+        if not request.app.state.ready or svc is None:
+            return _problem(503, "not ready: the artifact is still loading")
+        return {"status": "ready", "model": svc.loaded.artifact.meta["model"],
+                "version": svc.loaded.version, "items": svc.loaded.total_items}
+
+    @app.get("/metrics")
+    async def prometheus():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- files --------------------------------------------------------------------------------
+    @app.get("/media/{path:path}")
+    async def media_file(path: str):
+        return FileResponse(_under_root(root, path))
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _under_root(root: Path | None, rel: str) -> Path:
+    """The file ``rel`` names under the media root; 400 for a path that leaves it, 404 for
+    none."""
+    if root is None:
+        raise ServiceError("this server has no media root", 404)
+    if "\x00" in rel:
+        raise ServiceError("bad media path", 400)
+    candidate = Path(rel)
+    if candidate.is_absolute() or ".." in candidate.parts:
+        raise ServiceError(f"media path {rel!r} leaves the media root", 400)
+    path = (root / candidate).resolve()
+    try:
+        path.relative_to(root)
+    except ValueError:
+        raise ServiceError(f"media path {rel!r} leaves the media root", 400) from None
+    if not path.is_file():
+        raise ServiceError(f"no media file {rel!r}", 404)
+    return path
+
+
+def _check_image(data: bytes) -> None:
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception as e:          # noqa: BLE001 - any undecodable image is the client's
+        raise ServiceError(f"the uploaded image cannot be decoded: {e}", 415) from None
+
+
+__all__ = ["BodyLimit", "MAX_JSON_BYTES", "MAX_UPLOAD_BYTES", "create_app", "hash_key", "sniff"]

@@ -1,0 +1,602 @@
+"""What the HTTP layer calls: a loaded artifact, its index, and the feedback kept in the store.
+
+No training happens here. A user's vector is recomputed from the training history plus the
+positive events since (``model.user_vectors``, the model's fold-in); negative events (dislike,
+skip, low rating) remove those items from the user's lists and move the query away from them:
+``q = u - NEG_WEIGHT * |u| * mean(unit vectors of the disliked items)``. Items added at run time
+are placed by the model from their encoded content (``model.new_item_vectors``, a
+:class:`~crossrec.models.base.VectorModel` extension that content models implement) and kept in
+a small exact side index, so the main index is never mutated while it is searched.
+
+A :class:`Loaded` holds everything derived from one artifact; :meth:`Service.reload` builds a
+new one and swaps a single reference, so a request in flight finishes on the old one.
+
+Example:
+    >>> svc = Service("artifacts/demo", EventStore("sqlite:///events.db"), media_root="data/demo")
+    >>> svc.recommend("u0001", k=10, media={"video"})["items"][0]["item_id"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrec.artifact import Artifact, load_artifact
+from crossrec.data.catalog import Catalog
+from crossrec.data.dataset import Features
+from crossrec.index import Index, build_index
+from crossrec.recipe import ContentRecipe
+from crossrec.serve.store import EventStore, event_polarity
+
+log = logging.getLogger("crossrec.serve")
+
+NEG_WEIGHT = 0.5
+"""How far one unit of negative feedback moves a user's query away from the disliked items."""
+SESSION_HALF = 3.0
+SESSION_MAX_WEIGHT = 0.6
+"""Positive events since training also form a vector of their own, blended into the user's
+with weight ``min(SESSION_MAX_WEIGHT, n / (n + SESSION_HALF))`` for n such events: one like
+moves the list visibly, and the training history still counts."""
+MAX_K = 100
+
+
+class ServiceError(Exception):
+    """An error the client caused or must know about: HTTP ``status`` and a message."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class CannotDo(ServiceError):
+    """The loaded model cannot do this (e.g. place new items without a content path)."""
+
+    status = 409
+
+
+def user_hash(user_id: str) -> str:
+    """What logs show instead of a user id."""
+    return hashlib.sha256(str(user_id).encode()).hexdigest()[:12]
+
+
+@dataclass
+class UserFeedback:
+    """One user's events since the artifact was trained (external item ids, in order)."""
+
+    events: list[tuple[str, int]] = field(default_factory=list)      # (item id, polarity)
+    likes_text: str = ""
+    known: bool = False                                              # persisted in the store
+
+    @property
+    def version(self) -> tuple[int, str]:
+        return len(self.events), self.likes_text
+
+
+@dataclass
+class LiveItem:
+    item_id: str
+    medium: str
+    content: dict[str, Any]
+    features: dict[str, np.ndarray]
+
+
+class Loaded:
+    """One artifact, ready to serve: model, index, id maps, display data."""
+
+    def __init__(self, artifact: Artifact, index_kind: str = "auto"):
+        self.artifact = artifact
+        self.model = artifact.model
+        self.version = artifact.version
+        if artifact.item_vectors is None:
+            raise ValueError(f"{artifact.path}: model {artifact.meta['model']!r} is not a vector "
+                             f"model (no item_vectors.npy); the service serves vector models")
+        self.vectors = np.ascontiguousarray(artifact.item_vectors, np.float32)   # (n_items, d)
+        self.n_items = len(self.vectors)
+        cat = artifact.catalog
+        self.item_ids: list[str] = [str(i) for i in cat.ids]
+        self.item_pos: dict[str, int] = {i: n for n, i in enumerate(self.item_ids)}
+        self.medium: list[str] = [str(m) for m in cat.medium]
+        self.media = sorted(set(self.medium))
+        self.text_fields = list(cat.text)
+        self.users: dict[str, int] = {str(u): n for n, u in enumerate(artifact.users.ids)}
+        self.user_ids: list[str] = [str(u) for u in artifact.users.ids]
+        self.histories = artifact.histories()
+        pop = np.bincount(artifact.history.item, minlength=self.n_items).astype(np.float32)
+        self.popularity = pop
+        self.popular_order = np.argsort(-pop, kind="stable")
+        self.cold_vector = np.zeros(self.vectors.shape[1], np.float32)
+        recipe = artifact.meta.get("config", {}).get("content_recipe")
+        self.recipe = ContentRecipe(**recipe) if recipe else None
+        self.places_new_items = bool(getattr(self.model, "places_new_items", False)) \
+            and hasattr(self.model, "new_item_vectors") and self.recipe is not None
+        prebuilt = artifact.path / "index"
+        if (prebuilt / "index.json").exists() and index_kind in ("auto", "prebuilt"):
+            self.index = Index.load(prebuilt)
+            if len(self.index) != self.n_items:
+                raise ValueError(f"{prebuilt}: {len(self.index)} items, the artifact {self.n_items}")
+        else:
+            self.index = build_index(self.vectors, self.medium,
+                                     kind="auto" if index_kind == "prebuilt" else index_kind)
+        for part in self.index.parts.values():
+            part.matrix  # noqa: B018  (consolidate once: searches never mutate the index)
+        self.live: list[LiveItem] = []
+        self.live_vectors = np.zeros((0, self.vectors.shape[1]), np.float32)
+        self.live_media = np.zeros(0, object)
+        self._user_cache: dict[str, tuple[tuple[int, str], np.ndarray]] = {}
+        self.loaded_at = time.time()
+
+    # -- items --------------------------------------------------------------------------------
+    @property
+    def total_items(self) -> int:
+        return self.n_items + len(self.live)
+
+    def position(self, item_id: str) -> int:
+        pos = self.item_pos.get(item_id)
+        if pos is None:
+            raise NotFound(f"unknown item {item_id!r}")
+        return pos
+
+    def vector(self, pos: int) -> np.ndarray:
+        return self.vectors[pos] if pos < self.n_items else self.live_vectors[pos - self.n_items]
+
+    def medium_of(self, pos: int) -> str:
+        return self.medium[pos]
+
+    def add_live(self, item: LiveItem, vector: np.ndarray) -> int:
+        pos = self.total_items
+        self.item_ids.append(item.item_id)
+        self.medium.append(item.medium)
+        if item.medium not in self.media:
+            self.media = sorted({*self.media, item.medium})
+        # copy-on-write: readers see either the old or the new arrays, never a partial one
+        self.live_vectors = np.vstack([self.live_vectors, vector[None].astype(np.float32)])
+        self.live_media = np.append(self.live_media, item.medium)
+        self.live.append(item)
+        self.item_pos[item.item_id] = pos
+        return pos
+
+    def search(self, query: np.ndarray, k: int, media: Iterable[str] | None,
+               exclude: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Top k positions and scores for one (d,) query over the main and live indices."""
+        media = None if media is None else set(media)
+        fetch = k + len(exclude)
+        ids, scores = self.index.search(query[None], fetch, media=media)
+        ids, scores = ids[0], scores[0]
+        live_v, live_m = self.live_vectors, self.live_media
+        if len(live_v):
+            s = live_v @ query
+            ok = np.ones(len(s), bool) if media is None else np.isin(live_m, list(media))
+            pos = np.flatnonzero(ok) + self.n_items
+            ids = np.concatenate([ids, pos])
+            scores = np.concatenate([scores, s[ok]])
+        keep = (ids >= 0) & ~np.isin(ids, list(exclude)) if exclude else ids >= 0
+        ids, scores = ids[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return ids[order], scores[order]
+
+
+class Service:
+    """The service's state: the current :class:`Loaded`, the store, per-user feedback.
+
+    Args:
+        artifact_path: an artifact folder (``crossrec.artifact.save_artifact``).
+        store: the event store (events, run-time users and items).
+        media_root: the folder media files are served from (None: no media served).
+        index_kind: "auto" (a prebuilt ``<artifact>/index`` if present, else exact up to 50k
+            items and HNSW above), "exact", "flat" or "hnsw".
+    """
+
+    def __init__(self, artifact_path: str | os.PathLike, store: EventStore,
+                 media_root: str | os.PathLike | None = None, index_kind: str = "auto"):
+        self.artifact_path = Path(artifact_path)
+        self.store = store
+        self.media_root = Path(media_root).resolve() if media_root else None
+        self.index_kind = index_kind
+        self.feedback: dict[str, UserFeedback] = {}
+        self._lock = threading.RLock()          # feedback mutation and swaps
+        self._encoders: dict[str, Any] = {}
+        self._enc_lock = threading.Lock()
+        self.loaded = self._load(self.artifact_path)
+        self._restore()
+
+    # -- loading ------------------------------------------------------------------------------
+    def _load(self, path: Path) -> Loaded:
+        t0 = time.perf_counter()
+        loaded = Loaded(load_artifact(path), self.index_kind)
+        for item in self.store.items():
+            self._place(loaded, LiveItem(item.item_id, item.medium, item.content, item.features))
+        log.info("loaded artifact %s (model %s, version %s, %d items, index %s) in %.1fs", path,
+                 loaded.artifact.meta["model"], loaded.version, loaded.total_items,
+                 loaded.index.kind, time.perf_counter() - t0)
+        return loaded
+
+    def _place(self, loaded: Loaded, item: LiveItem) -> int | None:
+        if item.item_id in loaded.item_pos:
+            return loaded.item_pos[item.item_id]
+        if not loaded.places_new_items:
+            log.warning("model %s cannot place run-time item %s; it is not served",
+                        loaded.artifact.meta["model"], item.item_id)
+            return None
+        feats = {m: Features(v[None], np.array([bool(np.abs(v).sum() > 0)]))
+                 for m, v in item.features.items()}
+        vec = loaded.model.new_item_vectors(loaded.recipe.combine(feats))[0]
+        return loaded.add_live(item, vec)
+
+    def _restore(self) -> None:
+        """Rebuild per-user feedback from the store (after a restart)."""
+        for user_id, profile in self.store.users():
+            fb = self.feedback.setdefault(user_id, UserFeedback())
+            fb.known, fb.likes_text = True, str(profile.get("likes", ""))
+        for e in self.store.iter_events():
+            fb = self.feedback.setdefault(e.user_id, UserFeedback())
+            fb.events.append((e.item_id, e.polarity))
+
+    def reload(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Load an artifact (default: the same path, e.g. rewritten by ``crossrec retrain``)
+        and swap it in atomically; the old one keeps serving until then."""
+        path = Path(path) if path else self.artifact_path
+        old = self.loaded.version
+        try:
+            new = self._load(path)
+        except (FileNotFoundError, ValueError) as e:
+            raise ServiceError(f"cannot load artifact {path}: {e}", 422) from None
+        with self._lock:
+            self.loaded, self.artifact_path = new, path
+        return {"previous_version": old, "version": new.version, "path": str(path),
+                "items": new.total_items}
+
+    # -- users --------------------------------------------------------------------------------
+    def known_user(self, user_id: str) -> bool:
+        return user_id in self.loaded.users or user_id in self.feedback
+
+    def add_user(self, user_id: str | None, likes: str) -> dict[str, Any]:
+        user_id = user_id or f"new-{uuid.uuid4().hex[:10]}"
+        if self.known_user(user_id):
+            raise ServiceError(f"user {user_id!r} exists", 409)
+        self.store.add_user(user_id, {"likes": likes})
+        with self._lock:
+            fb = self.feedback.setdefault(user_id, UserFeedback())
+            fb.known, fb.likes_text = True, likes
+        log.info("new user %s", user_hash(user_id))
+        return {"user_id": user_id, "likes": likes}
+
+    def user_state(self, user_id: str, loaded: Loaded | None = None):
+        """(positive history positions of fitted items, of run-time items, negative positions,
+        seen positions, likes text, positives since training in order)."""
+        loaded = loaded or self.loaded
+        fb = self.feedback.get(user_id)
+        idx = loaded.users.get(user_id)
+        if idx is None and fb is None:
+            raise NotFound(f"unknown user {user_id!r}")
+        train = loaded.histories[idx] if idx is not None else np.zeros(0, np.int64)
+        pos_live, neg, seen, recent = [], set(), set(train.tolist()), []
+        pos_known = list(train.tolist())
+        for item_id, polarity in (fb.events if fb else []):
+            p = loaded.item_pos.get(item_id)
+            if p is None:
+                continue
+            seen.add(p)
+            if polarity > 0:
+                (pos_known if p < loaded.n_items else pos_live).append(p)
+                recent.append(p)
+                neg.discard(p)
+            elif polarity < 0:
+                neg.add(p)
+        return pos_known, pos_live, neg, seen, (fb.likes_text if fb else ""), recent
+
+    def user_vector(self, user_id: str, loaded: Loaded) -> tuple[np.ndarray, dict[str, Any]]:
+        """The query vector of a user and what it came from."""
+        fb = self.feedback.get(user_id)
+        key = fb.version if fb else (0, "")
+        cached = loaded._user_cache.get(user_id)
+        pos_known, pos_live, neg, seen, likes, recent = self.user_state(user_id, loaded)
+        info = {"history": pos_known + pos_live, "negative": neg, "seen": seen, "likes": likes,
+                "recent": recent}
+        if cached and cached[0] == key:
+            return cached[1], info
+        if pos_known or pos_live:
+            u = self._fold_in(pos_known, pos_live, loaded)
+            recent = info["recent"]
+            if recent and len(recent) < len(pos_known) + len(pos_live):
+                # this session's positives also on their own, so that feedback shows at once
+                w = min(SESSION_MAX_WEIGHT, len(recent) / (len(recent) + SESSION_HALF))
+                r = self._fold_in([p for p in recent if p < loaded.n_items],
+                                  [p for p in recent if p >= loaded.n_items], loaded)
+                nu, nr = np.linalg.norm(u), np.linalg.norm(r)
+                if nu > 0 and nr > 0:
+                    u = nu * ((1 - w) * u / nu + w * r / nr)
+        else:
+            u = loaded.cold_vector.copy()
+        if likes and loaded.places_new_items:
+            t = self._text_vector(likes, loaded)
+            w = 1.0 / (1.0 + len(pos_known) + len(pos_live))
+            nu = np.linalg.norm(u)
+            u = (1 - w) * (u / nu if nu > 0 else u) + w * t
+        if neg:
+            d = np.stack([loaded.vector(p) for p in neg])
+            d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            u = u - NEG_WEIGHT * max(np.linalg.norm(u), 1e-3) * d.mean(0)
+        u = np.asarray(u, np.float32)
+        loaded._user_cache[user_id] = (key, u)
+        return u, info
+
+    @staticmethod
+    def _fold_in(pos_known: list[int], pos_live: list[int], loaded: Loaded) -> np.ndarray:
+        """The model's user vector for a history; items added at run time (which the model
+        was not fitted on) enter as their mean vector, weighted by their share."""
+        u = loaded.model.user_vectors([np.asarray(pos_known, np.int64)])[0] if pos_known \
+            else np.zeros(loaded.vectors.shape[1], np.float32)
+        if pos_live:
+            share = len(pos_live) / (len(pos_known) + len(pos_live))
+            live = loaded.live_vectors[np.asarray(pos_live) - loaded.n_items].mean(0)
+            u = (1 - share) * u + share * live * max(float(np.linalg.norm(u)), 1.0)
+        return np.asarray(u, np.float32)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _media_filter(self, media: set[str] | None, loaded: Loaded) -> set[str] | None:
+        if not media:
+            return None
+        unknown = sorted(media - set(loaded.media))
+        if unknown:
+            raise ServiceError(f"unknown medium {unknown[0]!r}; known: {', '.join(loaded.media)}",
+                               422)
+        return media
+
+    def recommend(self, user_id: str, k: int = 10, media: set[str] | None = None,
+                  exclude_seen: bool = True, explain: bool = True) -> dict[str, Any]:
+        loaded = self.loaded
+        media = self._media_filter(media, loaded)
+        u, info = self.user_vector(user_id, loaded)
+        exclude = set(info["negative"]) | (info["seen"] if exclude_seen else set())
+        if not np.any(u):                          # nothing known: the most popular items
+            ids = [int(p) for p in loaded.popular_order if int(p) not in exclude
+                   and (media is None or loaded.medium[p] in media)][:k]
+            scores = loaded.popularity[ids] / max(float(loaded.popularity.max()), 1.0)
+            basis = "popular"
+        else:
+            ids, scores = loaded.search(u, k, media, exclude)
+            basis = "history" if info["history"] else "likes"
+        items = []
+        for p, s in zip(ids, scores):
+            item = self.item_card(int(p), loaded)
+            item["score"] = float(s)
+            if explain:
+                item["because"] = self._explain(int(p), info, loaded, basis)
+            items.append(item)
+        log.info("recommend user=%s k=%d media=%s -> %d items", user_hash(user_id), k,
+                 ",".join(sorted(media)) if media else "all", len(items))
+        return {"user_id": user_id, "model_version": loaded.version, "basis": basis,
+                "items": items}
+
+    def _explain(self, pos: int, info: dict, loaded: Loaded, basis: str) -> list[dict[str, Any]]:
+        if basis == "popular":
+            return [{"reason": "popular", "text": "popular with everyone"}]
+        out = []
+        hist = list(dict.fromkeys(info["history"]))[-200:]
+        if hist:
+            v = loaded.vector(pos)
+            h = np.stack([loaded.vector(p) for p in hist])
+            contrib = h @ v                                              # (len(hist),)
+            for j in np.argsort(-contrib, kind="stable")[:2]:
+                if contrib[j] <= 0:
+                    break
+                hp = hist[int(j)]
+                out.append({"reason": "history", "item_id": loaded.item_ids[hp],
+                            "title": self._title(hp, loaded), "medium": loaded.medium[hp],
+                            "weight": round(float(contrib[j]), 4),
+                            "modality": self._modality(pos, hp, loaded)})
+        if info["likes"] and (not out or basis == "likes"):
+            out.append({"reason": "likes", "text": info["likes"], "modality": "text"})
+        return out
+
+    def _modality(self, a: int, b: int, loaded: Loaded) -> str:
+        """Which block of the content space contributed most to a · b ("collaborative" for
+        models without one)."""
+        r = loaded.recipe
+        va, vb = loaded.vector(a), loaded.vector(b)
+        if r is None or len(va) != r.dim:
+            return "collaborative"
+        parts = {blk: float(va[sl] @ vb[sl]) for blk, sl in r.block_slices().items()}
+        return max(parts, key=parts.get)
+
+    def similar(self, item_id: str, k: int = 10, media: set[str] | None = None) -> dict[str, Any]:
+        loaded = self.loaded
+        media = self._media_filter(media, loaded)
+        pos = loaded.position(item_id)
+        ids, scores = loaded.search(loaded.vector(pos), k, media, {pos})
+        return {"item_id": item_id, "model_version": loaded.version,
+                "items": [{**self.item_card(int(p), loaded), "score": float(s)}
+                          for p, s in zip(ids, scores)]}
+
+    def search(self, q: str, k: int = 10, media: set[str] | None = None) -> dict[str, Any]:
+        loaded = self.loaded
+        media = self._media_filter(media, loaded)
+        if not loaded.places_new_items:
+            raise CannotDo(f"model {loaded.artifact.meta['model']!r} has no content path, so "
+                           f"it cannot place a text query in its space")
+        ids, scores = loaded.search(self._text_vector(q, loaded), k, media, set())
+        return {"q": q, "model_version": loaded.version,
+                "items": [{**self.item_card(int(p), loaded), "score": float(s)}
+                          for p, s in zip(ids, scores)]}
+
+    def _encoder(self, modality: str, loaded: Loaded):
+        from crossrec.encoders import build_encoder
+
+        cfg = loaded.recipe.encoders.get(modality) if loaded.recipe else None
+        if cfg is None:
+            raise CannotDo(f"the artifact records no {modality} encoder")
+        key = json.dumps(cfg, sort_keys=True)
+        with self._enc_lock:
+            enc = self._encoders.get(key)
+            if enc is None:
+                enc = self._encoders[key] = build_encoder(cfg)
+        return enc
+
+    def _text_vector(self, text: str, loaded: Loaded) -> np.ndarray:
+        res = self._encoder("text", loaded).encode([text])
+        if not res.mask[0]:
+            raise ServiceError(f"could not encode the text: {res.errors.get(0, 'empty')}", 422)
+        return loaded.model.new_item_vectors(loaded.recipe.text_query(res.vectors))[0]
+
+    def preload_encoders(self) -> None:
+        """Build the encoders now (the first search or new item would otherwise wait)."""
+        loaded = self.loaded
+        if loaded.recipe:
+            for m in loaded.recipe.encoders:
+                enc = self._encoder(m, loaded)
+                if m == "text":
+                    enc.encode(["warm up"])
+
+    # -- display ------------------------------------------------------------------------------
+    def _title(self, pos: int, loaded: Loaded) -> str:
+        if pos >= loaded.n_items:
+            return str(loaded.live[pos - loaded.n_items].content.get("text", {}).get("title")
+                       or loaded.item_ids[pos])
+        cat = loaded.artifact.catalog
+        return str(cat.text["title"][pos]) if "title" in cat.text and cat.text["title"][pos] \
+            else loaded.item_ids[pos]
+
+    def media_url(self, path: str) -> str | None:
+        if not path:
+            return None
+        if path.startswith(("http://", "https://")):
+            return path
+        if self.media_root is None:
+            return None
+        try:
+            rel = Path(path).resolve().relative_to(self.media_root)
+        except ValueError:
+            return None
+        return "/media/" + rel.as_posix()
+
+    def item_card(self, pos: int, loaded: Loaded | None = None) -> dict[str, Any]:
+        loaded = loaded or self.loaded
+        if pos >= loaded.n_items:
+            live = loaded.live[pos - loaded.n_items]
+            c = live.content
+            text = {k: str(v) for k, v in c.get("text", {}).items()}
+            media = {k: self.media_url(v) for k, v in c.get("media", {}).items() if v}
+            cats = list(c.get("categories", []))
+        else:
+            cat: Catalog = loaded.artifact.catalog
+            text = {k: str(v[pos]) for k, v in cat.text.items() if v[pos]}
+            media = {k: self.media_url(str(v[pos])) for k, v in cat.media.items() if v[pos]}
+            cats = list(cat.categories[pos])
+        body = next((text[f] for f in ("description", "text", "plot", "transcript") if f in text),
+                    "")
+        return {"item_id": loaded.item_ids[pos], "medium": loaded.medium[pos],
+                "title": self._title(pos, loaded), "snippet": body[:280],
+                "categories": cats, "media": {k: v for k, v in media.items() if v}}
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        loaded = self.loaded
+        pos = loaded.position(item_id)
+        card = self.item_card(pos, loaded)
+        card["popularity"] = int(loaded.popularity[pos]) if pos < loaded.n_items else 0
+        card["live"] = pos >= loaded.n_items
+        return card
+
+    def users_page(self, limit: int, offset: int) -> dict[str, Any]:
+        loaded = self.loaded
+        ids = loaded.user_ids + [u for u in self.feedback if u not in loaded.users]
+        out = []
+        for u in ids[offset:offset + limit]:
+            pos_known, pos_live, _neg, _seen, likes, _recent = self.user_state(u, loaded)
+            hist = pos_known + pos_live
+            cats: dict[str, int] = {}
+            for p in hist:
+                card_cats = loaded.artifact.catalog.categories[p] if p < loaded.n_items else ()
+                for c in card_cats[:1]:
+                    cats[c] = cats.get(c, 0) + 1
+            media: dict[str, int] = {}
+            for p in hist:
+                media[loaded.medium[p]] = media.get(loaded.medium[p], 0) + 1
+            out.append({"user_id": u, "n_history": len(hist), "likes": likes,
+                        "top_categories": sorted(cats, key=lambda c: -cats[c])[:3],
+                        "media": media})
+        return {"total": len(ids), "offset": offset, "limit": limit, "users": out}
+
+    # -- writing ------------------------------------------------------------------------------
+    def add_events(self, events: list[dict[str, Any]]) -> list[str]:
+        """Validate ids, store (committed before this returns), then apply to the users'
+        feedback. Returns per event "stored" or "duplicate"."""
+        loaded = self.loaded
+        for e in events:
+            if e["item_id"] not in loaded.item_pos:
+                raise NotFound(f"event {e['event_id']!r}: unknown item {e['item_id']!r}")
+        fresh = self.store.add_events(events)
+        with self._lock:
+            for e, new in zip(events, fresh):
+                if not new:
+                    continue
+                fb = self.feedback.setdefault(e["user_id"], UserFeedback())
+                fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
+        for e, new in zip(events, fresh):
+            log.info("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
+                     e["item_id"], "stored" if new else "duplicate")
+        return ["stored" if new else "duplicate" for new in fresh]
+
+    def add_item(self, item_id: str, medium: str, text: dict[str, str], categories: list[str],
+                 media: dict[str, str]) -> dict[str, Any]:
+        """Encode a new item's content, place it with the model, persist it, serve it at once.
+
+        ``media``: kind -> an absolute local path (already checked to lie under the media
+        root) or an http(s) URL."""
+        loaded = self.loaded
+        if item_id in loaded.item_pos:
+            raise ServiceError(f"item {item_id!r} exists", 409)
+        if not loaded.places_new_items:
+            raise CannotDo(f"model {loaded.artifact.meta['model']!r} cannot place new items: it "
+                           f"has no content path (or the artifact records no content encoders)")
+        fields = {f: str(text.get(f, "")) for f in dict.fromkeys([*loaded.text_fields, *text])}
+        row = Catalog(ids=[item_id], medium=[medium], text={f: [v] for f, v in fields.items()},
+                      media={k: [v] for k, v in media.items()}, categories=[tuple(categories)])
+        from crossrec.encoders.pipeline import catalog_inputs
+
+        features: dict[str, np.ndarray] = {}
+        problems = []
+        for modality in loaded.recipe.encoders:
+            inputs = catalog_inputs(row, modality, loaded.recipe.template)
+            if not inputs[0]:
+                continue
+            res = self._encoder(modality, loaded).encode(inputs)
+            if res.mask[0]:
+                features[modality] = res.vectors[0]
+            else:
+                problems.append(f"{modality}: {res.errors.get(0, 'could not be encoded')}")
+        if problems:
+            raise ServiceError("could not encode the item's content: " + "; ".join(problems), 422)
+        if not features:
+            raise ServiceError("the item has no content the model can read (give text fields "
+                               "or a media file)", 422)
+        content = {"text": {k: v for k, v in fields.items() if v}, "media": media,
+                   "categories": categories}
+        item = LiveItem(item_id, medium, content, features)
+        with self._lock:
+            if item_id in self.loaded.item_pos:
+                raise ServiceError(f"item {item_id!r} exists", 409)
+            self.store.add_item(item_id, medium, content, features)
+            self._place(self.loaded, item)
+        return self.item(item_id)
+
+
+__all__ = ["CannotDo", "Loaded", "NotFound", "Service", "ServiceError", "user_hash"]
