@@ -70,10 +70,22 @@ class ModelResult:
 
 def train_data(split: Split, stage: str, features: dict[str, Features] | None = None
                ) -> TrainData:
+    from crossrec.encoders.text import compose_texts
+
     ds = split.dataset
     return TrainData(split.fit_interactions(stage), ds.n_users, ds.n_items,
                      item_features=dict(features or {}), item_categories=ds.catalog.categories,
-                     item_medium=ds.catalog.medium)
+                     item_medium=ds.catalog.medium, item_text=compose_texts(ds.catalog))
+
+
+def target_data(split: Split, stage: str) -> TrainData:
+    """The stage's held-out interactions and candidates, as ``fit(train, valid)`` takes them
+    (for early stopping; only ever built for the valid stage)."""
+    if stage != "valid":
+        raise ValueError("only the valid stage may guide training")
+    ds = split.dataset
+    return TrainData(split.parts[stage], ds.n_users, ds.n_items,
+                     candidates=split.candidates[stage])
 
 
 def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int = 20,
@@ -125,6 +137,7 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
     seeds = list(seeds) if klass.stochastic else list(seeds)[:1]
     seed_kw = "seed" in klass._param_names()
     valid_data = train_data(split, "valid", features)
+    valid_target = target_data(split, "valid")
     configs = param_grid(name, grid, valid_data)
     tried, best, best_model, best_score = [], None, None, -np.inf
     bar = tqdm(configs, desc=f"{name}: tuning on valid", leave=False,
@@ -132,7 +145,7 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
     for params in bar:
         kw = {**params, **({"seed": seeds[0]} if seed_kw else {})}
         t0 = time.perf_counter()
-        model = klass(**kw).fit(valid_data)
+        model = klass(**kw).fit(valid_data, valid_target)
         fit_s = time.perf_counter() - t0
         res = score_stage(model, split, "valid", depth=max(KS))
         value = float(M.mean_over_users(res.per_user[SELECT_BY]))
@@ -145,18 +158,27 @@ def evaluate(split: Split, name: str, seeds=(0,), features: dict[str, Features] 
     test_data = valid_data if same_fit else train_data(split, "test", features)
     popularity = test_data.item_popularity
     results, train_s = {}, {}
+    # a model that early-stopped on valid says how to refit without it (e.g. its best epoch
+    # count); where train is the same for both stages it keeps valid for early stopping
+    refit = {} if same_fit else best_model.refit_params()
     for seed in seeds:
         if same_fit and seed == seeds[0]:
             model, train_s[seed] = best_model, next(t["train_seconds"] for t in tried
                                                     if t["params"] == best)
+        elif same_fit:
+            t0 = time.perf_counter()
+            model = klass(**{**best, **({"seed": seed} if seed_kw else {})}).fit(test_data,
+                                                                               valid_target)
+            train_s[seed] = time.perf_counter() - t0
         else:
             t0 = time.perf_counter()
-            model = klass(**{**best, **({"seed": seed} if seed_kw else {})}).fit(test_data)
+            model = klass(**{**best, **refit, **({"seed": seed} if seed_kw else {})}
+                          ).fit(test_data)
             train_s[seed] = time.perf_counter() - t0
         results[seed] = score_stage(model, split, "test", depth=depth, item_vectors=item_vectors,
                                     popularity=popularity)
     return ModelResult(name, best or {}, seeds, best_valid, tried, results, train_s,
-                       peak_rss_mb())
+                       peak_rss_mb(), extra={"refit_params": refit} if refit else {})
 
 
 def peak_rss_mb() -> float:

@@ -13,4 +13,15 @@ __all__ = ["Recommender", "TrainData", "available_models", "build_model", "model
            "register"]
 
 # Built-in models: importing a module registers it.
-from crossrec.models import als, bpr, content, ease, itemknn, popularity, random  # noqa: E402,F401
+from crossrec.models import (  # noqa: E402,F401
+    als,
+    bpr,
+    content,
+    ease,
+    fusion,
+    itemknn,
+    lightgcn,
+    popularity,
+    random,
+    sasrec,
+)

@@ -37,6 +37,10 @@ class TrainData:
         item_features: name -> Features (n_items, dim) with a presence mask.
         item_categories: per item, a tuple of category labels (may be empty).
         item_medium: (n_items,) object medium per item, or None.
+        item_text: per item, its composed text (for models that encode text themselves), or
+            None.
+        candidates: (n_items,) bool, the items ranked when this data is a validation target
+            (``fit(train, valid)``), or None for all.
     """
 
     interactions: Interactions
@@ -45,6 +49,8 @@ class TrainData:
     item_features: dict[str, Features] = field(default_factory=dict)
     item_categories: list[tuple[str, ...]] | None = None
     item_medium: np.ndarray | None = None
+    item_text: list[str] | None = None
+    candidates: np.ndarray | None = None
 
     @cached_property
     def matrix(self) -> sp.csr_matrix:
@@ -114,6 +120,11 @@ class Recommender:
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32 scores, higher is better."""
         raise NotImplementedError
+
+    def refit_params(self) -> dict[str, Any]:
+        """Parameter overrides for refitting on more data without a validation set, e.g. the
+        epoch count early stopping chose on valid (default: none)."""
+        return {}
 
     # -- derived ------------------------------------------------------------------------------
     @classmethod
@@ -213,6 +224,8 @@ class Recommender:
         path = Path(path)
         meta = json.loads((path / "model.json").read_text())
         klass = model_class(meta["name"]) if cls is Recommender else cls
+        if klass.load.__func__ is not Recommender.load.__func__ and cls is Recommender:
+            return klass.load(path)              # the model stores more than arrays itself
         if klass.name != meta["name"]:
             raise ValueError(f"{path} holds a {meta['name']!r} model, not {klass.name!r}")
         model = klass(**meta["params"])

@@ -1,0 +1,768 @@
+"""crossrec: the cross-media fusion model (a two-tower, multi-task recommender over every medium).
+
+Item tower (per item i, modalities m with features x_im and presence mask):
+
+    p_im = MLP_m(x_im / |x_im|)                     (d,)  one projection per modality
+    a_i  = softmax over present m of gate_m(p_im)         masked: absent modalities get 0
+    c_i  = Σ_m a_im p_im                            (d,)  content vector (0 without content)
+    v_i  = c_i + keep_i · e_i                       (d,)  item-id embedding, dropped with
+                                                          probability id_dropout in training and
+                                                          always off for items never seen
+    b_i  = MLP_b(c_i) + keep_i · β_i                      bias: popularity predicted from
+                                                          content, plus a learned id offset
+
+User tower: the user's last ``max_len`` items as v vectors (oldest left, padded on the left)
+plus a learned slot embedding (the last slot is the most recent item: recency), through a small
+transformer (causal for the "next" objective) or a running mean (``pooling="mean"``), then a
+linear map; the output at the last slot is the user vector u (plus an optional user-id
+embedding, which fold-in of a new history cannot have).
+
+Score: ``[u, 1] · [v_i, b_i]``, one dot product, so ``item_vectors()`` ((n_items, dim + 1))
+and ``user_vectors(histories)`` go straight into an (ANN) index.
+
+Losses (each weighted; weight 0 switches it off):
+
+- ranking (``w_rank``): sampled softmax over the batch's positives plus ``negatives`` uniform
+  items, with the log of each candidate's sampling rate subtracted (``logq``), or BPR; with
+  ``same_medium`` only items of the target's medium compete (a music target is ranked among
+  music). Objective "next": every slot predicts the next item (SASRec-style); "set": a random
+  part of the history predicts the rest (with probability ``medium_holdout`` the rest is every
+  item of one medium: the cross-media case).
+- alignment (``w_align``): InfoNCE between an item's modality projections (all pairs).
+- category head (``w_category``): multi-label genres / categories from v_i.
+- rating head (``w_rating``): standardised rating from u ⊙ v_i (rows with a known value).
+
+Regularisation: weight decay, dropout, modality dropout (each present modality of an item is
+hidden with probability ``modality_dropout``, one always kept), id dropout, FGM adversarial
+perturbation of the id embeddings (``fgm_epsilon``), early stopping on valid NDCG@20,
+``ensemble`` seeds whose scores are averaged (their vectors concatenated).
+
+Language-model tuning (``lm``): "frozen" uses the cached ``text`` features; "lora", "ia3"
+(through ``peft``) and "full" re-encode item text (``TrainData.item_text``) through MiniLM inside
+training: every step up to ``lm_batch`` of the batch's items are encoded with gradients, the
+rest come from a cache re-encoded at the start of every epoch; ``text_field_dropout`` drops
+sentences of the item text (never the first) as augmentation.
+
+Example:
+    >>> model = FusionRecommender(dim=64, epochs=20).fit(train, valid)   # TrainData
+    >>> model.score(np.array([0, 1]))                  # (2, n_items) float32
+    >>> model.user_vectors([np.array([3, 17, 5])])     # (1, 65) fold-in
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
+
+log = logging.getLogger(__name__)
+
+LM_MODES = ("frozen", "lora", "ia3", "full")
+POOLINGS = ("transformer", "mean")
+OBJECTIVES = ("next", "set")
+LOSSES = ("softmax", "bpr")
+
+
+def _nn():
+    import torch
+    from torch import nn
+    return torch, nn
+
+
+def build_item_tower(n_items: int, dims: dict[str, int], n_categories: int, d: int,
+                     dropout: float):
+    torch, nn = _nn()
+
+    class ItemTower(nn.Module):
+        """Item vectors from modality features plus an id embedding (see the module doc)."""
+
+        def __init__(self):
+            super().__init__()
+            self.names = sorted(dims)
+            self.proj = nn.ModuleDict({m: nn.Sequential(
+                nn.Dropout(dropout), nn.Linear(dims[m], d), nn.GELU(), nn.Linear(d, d))
+                for m in self.names})
+            self.gate = nn.ModuleDict({m: nn.Linear(d, 1) for m in self.names})
+            self.id_emb = nn.Embedding(n_items, d)
+            nn.init.normal_(self.id_emb.weight, std=0.05)
+            self.id_bias = nn.Embedding(n_items, 1)
+            nn.init.zeros_(self.id_bias.weight)
+            self.bias_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+            self.cat_head = nn.Linear(d, n_categories) if n_categories else None
+
+        def forward(self, items, feats: dict, present, keep):
+            """items (U,) long; feats m -> (U, dim_m); present (U, M) bool; keep (U,) float.
+            Returns v (U, d), b (U,), c (U, d) content vectors, P (U, M, d) projections."""
+            n = items.shape[0]
+            if self.names:
+                P = torch.stack([self.proj[m](feats[m]) for m in self.names], 1)  # (U, M, d)
+                P = torch.where(present[..., None], P, torch.zeros((), dtype=P.dtype))
+                g = torch.cat([self.gate[m](P[:, j]) for j, m in enumerate(self.names)], 1)
+                # absent modalities get weight exactly 0 (exp(-1e9) underflows); an item with
+                # none present averages zeros, so its content vector is 0
+                w = torch.softmax(g.masked_fill(~present, -1e9), 1)              # (U, M)
+                c = (w[..., None] * P).sum(1)                                    # (U, d)
+            else:
+                P = torch.zeros(n, 0, self.id_emb.embedding_dim)
+                c = torch.zeros(n, self.id_emb.embedding_dim)
+            v = c + keep[:, None] * self.id_emb(items)
+            b = self.bias_head(c).squeeze(-1) + keep * self.id_bias(items).squeeze(-1)
+            return v, b, c, P
+
+    return ItemTower()
+
+
+def build_user_tower(d: int, max_len: int, layers: int, heads: int, dropout: float,
+                     pooling: str, n_users: int):
+    torch, nn = _nn()
+
+    class UserTower(nn.Module):
+        """(B, T, d) item vectors of left-padded histories -> (B, T, d) outputs per slot."""
+
+        def __init__(self):
+            super().__init__()
+            self.slot = nn.Embedding(max_len, d)
+            nn.init.normal_(self.slot.weight, std=0.02)
+            self.drop = nn.Dropout(dropout)
+            if pooling == "transformer":
+                layer = nn.TransformerEncoderLayer(d, heads, 2 * d, dropout, batch_first=True,
+                                                   norm_first=True, activation="gelu")
+                self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(d)
+            self.out = nn.Linear(d, d)
+            self.user_emb = nn.Embedding(n_users, d) if n_users else None
+            if self.user_emb is not None:
+                nn.init.zeros_(self.user_emb.weight)
+
+        def forward(self, x, valid, causal: bool, users=None):
+            """x (B, T, d); valid (B, T) bool; users (B,) long or None -> (B, T, d)."""
+            B, T, _ = x.shape
+            h = self.drop(x + self.slot.weight[max_len - T:][None])
+            h = torch.where(valid[..., None], h, torch.zeros((), dtype=h.dtype))
+            if pooling == "transformer":
+                eye = torch.eye(T, dtype=torch.bool)
+                allowed = valid[:, None, :] | eye[None]                          # (B, T, T)
+                if causal:
+                    allowed = allowed & torch.tril(torch.ones(T, T, dtype=torch.bool))[None]
+                mask = (~allowed).repeat_interleave(heads, 0)                     # (B*H, T, T)
+                h = self.encoder(h, mask=mask)
+            else:                                              # running mean over the slots
+                count = valid.float().cumsum(1).clamp(min=1.0)[..., None]
+                h = h.cumsum(1) / count if causal else \
+                    (h.sum(1, keepdim=True) / count[:, -1:]).expand(B, T, -1)
+            out = self.out(self.norm(h))
+            if self.user_emb is not None and users is not None:
+                out = out + self.user_emb(users)[:, None, :]
+            return out
+
+    return UserTower()
+
+
+def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
+    """MiniLM (or any sentence-transformers folder's transformer) as a module: texts -> (n, 384)
+    mean-pooled, L2-normalised; in "lora"/"ia3" mode wrapped by ``peft`` so only adapters train."""
+    torch, nn = _nn()
+    from transformers import AutoModel, AutoTokenizer
+
+    class TextLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModel.from_pretrained(path, local_files_only=True)
+            if mode == "lora":
+                from peft import LoraConfig, get_peft_model
+                model = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r,
+                                                         lora_dropout=0.0,
+                                                         target_modules=["query", "value"]))
+            elif mode == "ia3":
+                from peft import IA3Config, get_peft_model
+                model = get_peft_model(model, IA3Config(
+                    target_modules=["key", "value", "intermediate.dense"],
+                    feedforward_modules=["intermediate.dense"]))
+            elif mode != "full":
+                raise ValueError(f"unknown lm mode {mode!r}")
+            self.model = model
+            self.dim = int(model.config.hidden_size)
+
+        def forward(self, texts: list[str]):
+            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+                                 return_tensors="pt")
+            hidden = self.model(**enc).last_hidden_state                    # (n, L, 384)
+            m = enc["attention_mask"][..., None].to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return TextLM()
+
+
+@register
+class FusionRecommender(Recommender, VectorModel):
+    name = "crossrec"
+    param_grid = {"dim": [64], "id_dropout": [0.2, 0.5], "objective": ["next", "set"]}
+    stochastic = True
+    wants_encoded = ("text", "image")
+
+    def __init__(self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 2,
+                 pooling: str = "transformer", objective: str = "next", loss: str = "softmax",
+                 negatives: int = 256, logq: bool = True, same_medium: bool = True,
+                 medium_holdout: float = 0.0, max_targets: int = 20,
+                 w_rank: float = 1.0, w_align: float = 0.1, w_category: float = 0.1,
+                 w_rating: float = 0.0, align_temperature: float = 0.1,
+                 id_dropout: float = 0.2, modality_dropout: float = 0.1, dropout: float = 0.2,
+                 weight_decay: float = 0.0, lr: float = 1e-3, batch_size: int = 128,
+                 epochs: int = 30, patience: int = 3, accumulate: int = 1,
+                 fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
+                 lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
+                 lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
+                 ensemble: int = 1, bf16: bool | None = None, threads: int = 2,
+                 checkpoint_dir: str | None = None, log_path: str | None = None,
+                 progress: bool | None = None, seed: int = 0):
+        self.dim = dim
+        self.max_len = max_len
+        self.layers = layers
+        self.heads = heads
+        self.pooling = pooling
+        self.objective = objective
+        self.loss = loss
+        self.negatives = negatives
+        self.logq = logq
+        self.same_medium = same_medium
+        self.medium_holdout = medium_holdout
+        self.max_targets = max_targets
+        self.w_rank = w_rank
+        self.w_align = w_align
+        self.w_category = w_category
+        self.w_rating = w_rating
+        self.align_temperature = align_temperature
+        self.id_dropout = id_dropout
+        self.modality_dropout = modality_dropout
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.lr = lr
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.accumulate = accumulate
+        self.fgm_epsilon = fgm_epsilon
+        self.user_id = user_id
+        self.features = features
+        self.lm = lm
+        self.lm_max_length = lm_max_length
+        self.lm_batch = lm_batch
+        self.lm_lr = lm_lr
+        self.lora_r = lora_r
+        self.text_field_dropout = text_field_dropout
+        self.ensemble = ensemble
+        self.bf16 = bf16
+        self.threads = threads
+        self.checkpoint_dir = checkpoint_dir
+        self.log_path = log_path
+        self.progress = progress
+        self.seed = seed
+
+    # -- checks and data ----------------------------------------------------------------------
+    def _check_params(self) -> None:
+        for attr, allowed in (("pooling", POOLINGS), ("objective", OBJECTIVES),
+                              ("loss", LOSSES), ("lm", LM_MODES)):
+            if getattr(self, attr) not in allowed:
+                raise ValueError(f"crossrec: {attr}={getattr(self, attr)!r}; expected one of "
+                                 f"{allowed}")
+        for attr in ("id_dropout", "modality_dropout", "dropout", "medium_holdout",
+                     "text_field_dropout"):
+            limit = 1.0 if attr in ("id_dropout", "medium_holdout") else 1.0 - 1e-9
+            if not 0.0 <= getattr(self, attr) <= limit:
+                raise ValueError(f"crossrec: {attr} must be in [0, 1{']' if limit == 1 else ')'}"
+                                 f", got {getattr(self, attr)}")
+        for attr in ("dim", "max_len", "layers", "heads", "batch_size", "epochs", "ensemble",
+                     "max_targets"):
+            if int(getattr(self, attr)) < 1:
+                raise ValueError(f"crossrec: {attr} must be >= 1, got {getattr(self, attr)}")
+        if self.dim % self.heads:
+            raise ValueError(f"crossrec: dim {self.dim} is not divisible by heads {self.heads}")
+
+    def _feature_names(self, train: TrainData) -> list[str]:
+        available = {k for k, f in train.item_features.items()
+                     if f.matrix.shape[1] > 0 and f.mask.any()}
+        if self.features is not None:
+            names = [n.strip() for n in self.features.split(",") if n.strip()]
+            unknown = [n for n in names if n not in available and
+                       not (n == "text" and self.lm != "frozen")]
+            if unknown:
+                raise ValueError(f"crossrec: feature(s) {unknown} not in the training data; "
+                                 f"available: {sorted(available) or 'none'}")
+            return sorted(names)
+        names = set(available)
+        if "content" in names and len(names) > 1:
+            names.discard("content")     # the concatenation of the others: no new information
+        if self.lm != "frozen":
+            names.add("text")
+        return sorted(names)
+
+    def fit(self, train: TrainData, valid: TrainData | None = None) -> FusionRecommender:
+        """Train on ``train``; with ``valid`` (its interactions are the relevant items, its
+        ``candidates`` the ranked ones), stop early on valid NDCG@20."""
+        self._check_params()
+        if self.lm != "frozen" and train.item_text is None:
+            raise ValueError(f"crossrec: lm={self.lm!r} re-encodes item text, and this "
+                             f"TrainData has no item_text")
+        if valid is not None and (valid.n_items != train.n_items
+                                  or valid.n_users != train.n_users):
+            raise ValueError("crossrec: valid and train index spaces differ")
+        parts, results = [], []
+        for k in range(int(self.ensemble)):
+            part, result = _FusionFit(self, train, valid, int(self.seed) + k).run()
+            parts.append(part)
+            results.append(result)
+        scale = np.float32(1.0 / len(parts))
+        self.item_vectors_ = np.hstack([p["items"] for p in parts]).astype(np.float32)
+        self.user_vectors_ = np.hstack([scale * p["users"] for p in parts]).astype(np.float32)
+        self.tower_config_ = {"n": len(parts)}
+        self.tower_states_ = [p["tower"] for p in parts]
+        self.best_epoch_ = int(max(r.best_epoch for r in results))
+        self.train_log_ = [{"best_epoch": r.best_epoch, "best_valid": r.best_score,
+                            "epochs_run": r.epochs_run, "seconds_to_best": r.seconds_to_best}
+                           for r in results]
+        return self
+
+    def refit_params(self) -> dict[str, Any]:
+        """Refit on more data without valid: train as many epochs as early stopping chose."""
+        self._check_fitted()
+        return {"epochs": self.best_epoch_ + 1}
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, users: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        return self.user_vectors_[users] @ self.item_vectors_.T             # (n, n_items)
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        return self.item_vectors_
+
+    def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
+        """(n, ensemble * (dim + 1)) fold-in: the user tower over each history's last max_len
+        items (no user-id embedding); an empty history gives [0, ..., 0, 1] (the item bias,
+        i.e. the model's popularity guess)."""
+        self._check_fitted()
+        torch, _ = _nn()
+        d = int(self.dim)
+        n_parts = int(self.tower_config_["n"])
+        out = []
+        for k in range(n_parts):
+            tower = build_user_tower(d, int(self.max_len), int(self.layers), int(self.heads),
+                                     0.0, self.pooling, 0)
+            state = {name: torch.from_numpy(np.asarray(w)) for name, w in
+                     self.tower_states_[k].items() if not name.startswith("user_emb")}
+            tower.load_state_dict(state)
+            tower.eval()
+            V = self.item_vectors_[:, k * (d + 1):k * (d + 1) + d]
+            out.append(np.float32(1.0 / n_parts) * _fold_in(
+                tower, V, histories, int(self.max_len), causal=self.objective == "next"))
+        return np.hstack(out).astype(np.float32)
+
+    # -- persistence: tower weights as one npz per ensemble member ----------------------------
+    def _state(self) -> dict[str, Any]:
+        return {k: v for k, v in super()._state().items() if k != "tower_states_"}
+
+    def save(self, path: str | Path) -> Path:
+        path = super().save(path)
+        for k, state in enumerate(self.tower_states_):
+            np.savez(Path(path) / f"user_tower_{k}.npz", **state)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusionRecommender:
+        model = super().load(path)
+        model.tower_states_ = []
+        for k in range(int(model.tower_config_["n"])):
+            with np.load(Path(path) / f"user_tower_{k}.npz", allow_pickle=False) as z:
+                model.tower_states_.append({name: z[name] for name in z.files})
+        return model
+
+
+def _left_pad(histories: list[np.ndarray], max_len: int, pad: int) -> np.ndarray:
+    """(n, T) int64: each history's last max_len items, right-aligned, ``pad`` before."""
+    T = max(1, min(max_len, max((len(h) for h in histories), default=1)))
+    out = np.full((len(histories), T), pad, dtype=np.int64)
+    for r, h in enumerate(histories):
+        h = np.asarray(h, dtype=np.int64)[-T:]
+        if len(h):
+            out[r, T - len(h):] = h
+    return out
+
+
+def _fold_in(tower, V: np.ndarray, histories: list[np.ndarray], max_len: int,
+             users: np.ndarray | None = None, causal: bool = True,
+             batch: int = 512) -> np.ndarray:
+    """(n, d + 1) user vectors [u, 1] from item vectors V (n_items, d) and item histories."""
+    torch, _ = _nn()
+    n_items, d = V.shape
+    Vp = torch.from_numpy(np.vstack([V, np.zeros((1, d), np.float32)]))    # pad row
+    out = np.zeros((len(histories), d + 1), dtype=np.float32)
+    out[:, d] = 1.0
+    with torch.no_grad():
+        for start in range(0, len(histories), batch):
+            chunk = histories[start:start + batch]
+            seq = torch.from_numpy(_left_pad(chunk, max_len, n_items))
+            valid = seq < n_items
+            u = None if users is None else torch.from_numpy(users[start:start + batch])
+            h = tower(Vp[seq], valid, causal, u)[:, -1]                     # (b, d)
+            empty = ~valid.any(1)
+            h = torch.where(empty[:, None], torch.zeros(()), h)
+            out[start:start + len(chunk), :d] = h.numpy()
+    return out
+
+
+class _FusionFit:
+    """One training run of the fusion model (one ensemble member): data on tensors, the two
+    towers, the batch and loss hooks for :func:`crossrec.training.fit`."""
+
+    def __init__(self, p: FusionRecommender, train: TrainData, valid: TrainData | None,
+                 seed: int):
+        self.p, self.train, self.valid, self.seed = p, train, valid, seed
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _prepare(self):
+        torch, nn = _nn()
+        from crossrec.training import set_threads
+
+        p, train = self.p, self.train
+        set_threads(p.threads)
+        torch.manual_seed(self.seed)
+        n_items, d = train.n_items, int(p.dim)
+        self.n_items = n_items
+        self.names = p._feature_names(train)
+        self.X, masks, dims = {}, [], {}
+        for m in self.names:
+            if m == "text" and p.lm != "frozen":
+                continue                                   # filled by the LM below
+            f = train.item_features[m]
+            x = f.matrix / np.maximum(np.linalg.norm(f.matrix, axis=1, keepdims=True), 1e-12)
+            self.X[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            masks.append(f.mask)
+            dims[m] = x.shape[1]
+        self.lm = None
+        if p.lm != "frozen":
+            from crossrec.encoders.text import SentenceTransformerEncoder
+
+            path = str(SentenceTransformerEncoder._resolve(None)[1])
+            self.lm = build_text_lm(path, p.lm, int(p.lm_max_length), int(p.lora_r))
+            self.texts = [t or "" for t in train.item_text]
+            text_mask = np.array([bool(t.strip()) for t in self.texts])
+            self.X["text"] = self._encode_all(self.texts)
+            dims["text"] = self.lm.dim
+            masks.insert(self.names.index("text"), text_mask)
+        self.present = torch.from_numpy(np.stack(masks, 1) if masks
+                                        else np.zeros((n_items, 0), bool))      # (n_items, M)
+        vocab = sorted({c for cats in (train.item_categories or []) for c in cats})
+        self.cats = None
+        if vocab and p.w_category > 0:
+            index = {c: j for j, c in enumerate(vocab)}
+            Y = np.zeros((n_items, len(vocab)), np.float32)
+            for i, cats in enumerate(train.item_categories):
+                Y[i, [index[c] for c in cats]] = 1.0
+            self.cats = torch.from_numpy(Y)
+            self.has_cats = torch.from_numpy(Y.any(1))
+        pop = train.item_popularity.astype(np.float64)
+        self.seen = torch.from_numpy(pop > 0)
+        self.pop_share = torch.from_numpy((pop / max(pop.sum(), 1.0)).astype(np.float32))
+        medium = train.item_medium
+        if medium is not None and p.same_medium and len(set(medium.tolist())) > 1:
+            codes = {m: j for j, m in enumerate(sorted(set(medium.tolist())))}
+            self.medium = torch.from_numpy(np.array([codes[m] for m in medium], np.int64))
+        else:
+            self.medium = None
+        self.item_medium = None if medium is None else np.asarray(medium)
+        # training histories in time order, with ratings standardised for the rating head
+        inter = train.interactions
+        order = inter.chronological_order()
+        users, items = inter.user[order], inter.item[order]
+        values = inter.value[order].astype(np.float64)
+        finite = np.isfinite(values)
+        mu = values[finite].mean() if finite.any() else 0.0
+        sd = values[finite].std() if finite.sum() > 1 else 1.0
+        self.values = np.where(finite, (values - mu) / (sd if sd > 0 else 1.0), np.nan)
+        self.items_sorted = items
+        self.bounds = np.searchsorted(users, np.arange(train.n_users + 1))
+        self.active = np.flatnonzero(np.diff(self.bounds) >= 2)
+        if len(self.active) == 0:
+            raise ValueError("crossrec: no user has two training interactions")
+        self.histories = histories_from(inter, train.n_users)
+
+        class Fusion(nn.Module):
+            def __init__(self, item, user):
+                super().__init__()
+                self.item, self.user = item, user
+                self.rating = nn.Linear(d, 1)
+
+        item = build_item_tower(n_items, dims, 0 if self.cats is None else self.cats.shape[1],
+                                d, float(p.dropout))
+        user = build_user_tower(d, int(p.max_len), int(p.layers), int(p.heads),
+                                float(p.dropout), p.pooling, train.n_users if p.user_id else 0)
+        self.module = Fusion(item, user)
+        if self.lm is not None:
+            self.module.lm = self.lm
+
+    def _encode_all(self, texts: list[str], batch: int = 64):
+        torch, _ = _nn()
+        self.lm.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(texts), batch):
+                out.append(self.lm(texts[s:s + batch]))
+        return torch.cat(out).float()
+
+    # -- the item tower on a set of items -----------------------------------------------------
+    def item_forward(self, items, train: bool):
+        """items (U,) long -> v (U, d), b (U,), P (U, M, d), present (U, M)."""
+        torch, _ = _nn()
+        p = self.p
+        present = self.present[items]
+        feats = {m: self.X[m][items] for m in self.X}
+        if train and self.lm is not None and p.lm != "frozen":
+            k = min(int(p.lm_batch), len(items))
+            pick = torch.randperm(len(items))[:k]
+            self.lm.train()
+            fresh = self.lm([self._augment(self.texts[i]) for i in items[pick].tolist()])
+            text = feats["text"].clone()
+            text[pick] = fresh.to(text.dtype)
+            feats["text"] = text
+        if train and p.modality_dropout > 0 and present.shape[1] > 1:
+            drop = (torch.rand(present.shape) < p.modality_dropout) & present
+            keep_one = present & ~drop
+            # never hide every modality an item has: restore the first present one
+            none_left = ~keep_one.any(1) & present.any(1)
+            first = torch.argmax(present.int(), 1)
+            keep_one[none_left, first[none_left]] = True
+            present = keep_one
+        keep = self.seen[items].float()
+        if train and p.id_dropout > 0:
+            keep = keep * (torch.rand(len(items)) >= p.id_dropout).float()
+        v, b, _, P = self.module.item(items, feats, present, keep)
+        return v, b, P, present
+
+    def _augment(self, text: str) -> str:
+        rate = float(self.p.text_field_dropout)
+        if rate <= 0:
+            return text
+        pieces = text.split(". ")
+        kept = [pieces[0]] + [s for s in pieces[1:] if np.random.random() >= rate]
+        return ". ".join(kept)
+
+    # -- batches ------------------------------------------------------------------------------
+    def batches(self, epoch: int, rng: np.random.Generator):
+        """Yields dicts: seq (B, T) left-padded item indices (pad = n_items), users (B,), rows,
+        slots, targets, values (P,) for every prediction (query row, query slot, target)."""
+        p = self.p
+        if self.lm is not None and epoch > 0:
+            import torch
+            with torch.no_grad():
+                self.X["text"] = self._encode_all(self.texts)
+        T = int(p.max_len)
+        windows = []                       # (user, start, end) into the user's history
+        for u in self.active:
+            a, b = self.bounds[u], self.bounds[u + 1]
+            n = b - a
+            if p.objective == "next":
+                k = max(1, math.ceil((n - 1) / T))
+                ends = np.r_[n, rng.integers(2, n + 1, size=k - 1)] if k > 1 else np.array([n])
+                windows += [(u, a + max(0, e - T - 1), a + e) for e in ends]
+            else:
+                windows.append((u, a, b))
+        windows = [windows[j] for j in rng.permutation(len(windows))]
+        for s in range(0, len(windows), int(p.batch_size)):
+            yield self._make_batch(windows[s:s + int(p.batch_size)], rng, T)
+
+    def _make_batch(self, windows, rng, T: int) -> dict:
+        p, pad = self.p, self.n_items
+        seqs, rows, slots, targets, values, users = [], [], [], [], [], []
+        for r, (u, a, b) in enumerate(windows):
+            items, vals = self.items_sorted[a:b], self.values[a:b]
+            users.append(u)
+            if p.objective == "next":           # inputs items[:-1] predict items[1:]
+                inp, tgt, tv = items[:-1][-T:], items[1:][-T:], vals[1:][-T:]
+                seqs.append(inp)
+                L = len(inp)
+                rows += [r] * L
+                slots += list(range(T - L, T))
+                targets.append(tgt)
+                values.append(tv)
+            else:
+                n = len(items)
+                media = None if self.item_medium is None else self.item_medium[items]
+                if media is not None and p.medium_holdout > 0 and len(set(media)) > 1 \
+                        and rng.random() < p.medium_holdout:
+                    held = media == rng.choice(sorted(set(media)))
+                else:
+                    held = rng.random(n) < 0.2
+                    if held.all() or not held.any():
+                        held = np.zeros(n, bool)
+                        held[rng.integers(n)] = True
+                inp = items[~held][-T:]
+                out = np.flatnonzero(held)
+                if len(out) > p.max_targets:
+                    out = rng.choice(out, size=int(p.max_targets), replace=False)
+                seqs.append(inp)
+                rows += [r] * len(out)
+                slots += [T - 1] * len(out)
+                targets.append(items[out])
+                values.append(vals[out])
+        seq = np.full((len(seqs), T), pad, dtype=np.int64)
+        for r, s in enumerate(seqs):
+            if len(s):
+                seq[r, T - len(s):] = s
+        return {"seq": seq, "users": np.asarray(users, np.int64), "rows": np.asarray(rows),
+                "slots": np.asarray(slots), "targets": np.concatenate(targets),
+                "values": np.concatenate(values).astype(np.float32)}
+
+    # -- loss ---------------------------------------------------------------------------------
+    def loss(self, batch: dict):
+        torch, nn = _nn()
+        F = torch.nn.functional
+        p, n_items = self.p, self.n_items
+        seq = torch.from_numpy(batch["seq"])
+        targets = torch.from_numpy(batch["targets"])
+        negatives = torch.randint(0, n_items, (int(p.negatives),)) if p.negatives > 0 \
+            else torch.zeros(0, dtype=torch.long)
+        flat = seq[seq < n_items]
+        items, inverse = torch.unique(torch.cat([targets, negatives, flat]), return_inverse=True)
+        v, b, P, present = self.item_forward(items, train=True)              # (U, d), (U,)
+        n_t, n_n = len(targets), len(negatives)
+        t_idx = inverse[:n_t]
+        # user tower over the input sequences
+        pos_in_items = torch.full((n_items + 1,), -1, dtype=torch.long)
+        pos_in_items[items] = torch.arange(len(items))
+        valid = seq < n_items
+        x = v[pos_in_items[seq].clamp(min=0)] * valid[..., None]               # (B, T, d)
+        users = torch.from_numpy(batch["users"]) if p.user_id else None
+        H = self.module.user(x, valid, p.objective == "next", users)          # (B, T, d)
+        rows, slots = torch.from_numpy(batch["rows"]), torch.from_numpy(batch["slots"])
+        Q = H[rows, slots]                                                     # (P, d)
+        parts, total = {}, torch.zeros(())
+        if p.w_rank > 0:
+            logits = Q @ v.T + b[None, :]                                      # (P, U)
+            if p.logq:
+                expected = n_t * self.pop_share[items] + n_n / n_items         # (U,)
+                logits = logits - torch.log(expected.clamp(min=1e-12))[None, :]
+            if self.medium is not None:
+                other = self.medium[items][None, :] != self.medium[targets][:, None]
+                logits = logits.masked_fill(other, float("-inf"))
+            if p.loss == "softmax":
+                rank = F.cross_entropy(logits, t_idx)
+            else:                                  # BPR against one random candidate each
+                neg = torch.randint(0, len(items), (n_t,))
+                pos_s = logits.gather(1, t_idx[:, None]).squeeze(1)
+                neg_s = logits.gather(1, neg[:, None]).squeeze(1)
+                ok = torch.isfinite(neg_s) & (neg != t_idx)
+                rank = -F.logsigmoid(pos_s - neg_s)[ok].mean() if ok.any() else 0.0 * pos_s.sum()
+            total = total + p.w_rank * rank
+            parts["rank"] = float(rank.detach())
+        if p.w_align > 0 and P.shape[1] > 1:
+            align = self._align(P, present)
+            if align is not None:
+                total = total + p.w_align * align
+                parts["align"] = float(align.detach())
+        if p.w_category > 0 and self.cats is not None:
+            has = self.has_cats[items]
+            if has.any():
+                logit = self.module.item.cat_head(v[has])
+                cat = F.binary_cross_entropy_with_logits(logit, self.cats[items][has])
+                total = total + p.w_category * cat
+                parts["category"] = float(cat.detach())
+        if p.w_rating > 0:
+            vals = torch.from_numpy(batch["values"])
+            known = torch.isfinite(vals)
+            if known.any():
+                pred = self.module.rating(Q[known] * v[t_idx[known]]).squeeze(-1)
+                rating = F.mse_loss(pred, vals[known])
+                total = total + p.w_rating * rating
+                parts["rating"] = float(rating.detach())
+        return total, parts
+
+    def _align(self, P, present, max_items: int = 512):
+        """Symmetric InfoNCE between every pair of modality projections of the same items."""
+        torch, _ = _nn()
+        F = torch.nn.functional
+        losses = []
+        M = P.shape[1]
+        for a in range(M):
+            for c in range(a + 1, M):
+                both = torch.nonzero(present[:, a] & present[:, c]).squeeze(1)[:max_items]
+                if len(both) < 2:
+                    continue
+                za = F.normalize(P[both, a], dim=-1)
+                zc = F.normalize(P[both, c], dim=-1)
+                logits = za @ zc.T / float(self.p.align_temperature)
+                labels = torch.arange(len(both))
+                losses.append(0.5 * (F.cross_entropy(logits, labels)
+                                     + F.cross_entropy(logits.T, labels)))
+        return torch.stack(losses).mean() if losses else None
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def all_item_vectors(self, chunk: int = 4096) -> np.ndarray:
+        """(n_items, d + 1) [v, b] for every item, no dropout."""
+        torch, _ = _nn()
+        out = []
+        with torch.no_grad():
+            for s in range(0, self.n_items, chunk):
+                items = torch.arange(s, min(s + chunk, self.n_items))
+                v, b, _, _ = self.item_forward(items, train=False)
+                out.append(torch.cat([v, b[:, None]], 1).numpy())
+        return np.vstack(out).astype(np.float32)
+
+    def user_matrix(self, V: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """(len(users), d + 1) user vectors from the training histories (with user ids)."""
+        hist = [self.histories[u] for u in users]
+        return _fold_in(self.module.user, V[:, :-1], hist, int(self.p.max_len),
+                        users=np.asarray(users, np.int64) if self.p.user_id else None,
+                        causal=self.p.objective == "next")
+
+    def run(self):
+        from crossrec.training import Task, TrainConfig, fit, ndcg_callback
+
+        self._prepare()
+        p = self.p
+        validate = None
+        if self.valid is not None:
+            cache = {}
+
+            def score_fn(users):
+                if "V" not in cache:                 # once per validation: all item vectors
+                    cache["V"] = self.all_item_vectors()
+                return self.user_matrix(cache["V"], users) @ cache["V"].T
+
+            inner = ndcg_callback(score_fn, self.train.matrix, self.valid.matrix,
+                                  candidates=self.valid.candidates)
+
+            def validate():
+                cache.clear()
+                return inner()
+
+        config = TrainConfig(
+            epochs=int(p.epochs), lr=float(p.lr), weight_decay=float(p.weight_decay),
+            accumulate=int(p.accumulate), patience=int(p.patience) if p.patience else None,
+            bf16=p.bf16, fgm_epsilon=float(p.fgm_epsilon), threads=int(p.threads),
+            seed=self.seed, progress=p.progress,
+            checkpoint_dir=None if p.checkpoint_dir is None
+            else Path(p.checkpoint_dir) / f"seed{self.seed}",
+            resume=p.checkpoint_dir is not None,
+            log_path=None if p.log_path is None else Path(p.log_path))
+        task = Task(self.module, self.batches, self.loss,
+                    adversarial=("item.id_emb.weight",),
+                    no_decay=("bias", "norm", "slot", "id_emb", "user_emb"),
+                    lr_scale={"lm.": float(p.lm_lr) / float(p.lr)})
+        result = fit(task, config, validate)
+        V = self.all_item_vectors()
+        Uv = self.user_matrix(V, np.arange(self.train.n_users))
+        no_history = np.array([len(h) == 0 for h in self.histories])
+        Uv[no_history, :-1] = 0.0
+        state = {k: t.detach().numpy().copy() for k, t in self.module.user.state_dict().items()}
+        return {"items": V, "users": Uv, "tower": state}, result
+
+
+__all__ = ["FusionRecommender", "LM_MODES"]
