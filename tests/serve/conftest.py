@@ -134,3 +134,9 @@ def content_artifact(demo_dir, tmp_path_factory):
 def als_artifact(demo_dir, tmp_path_factory):
     return build_test_artifact(tmp_path_factory.mktemp("art") / "als", demo_dir, model="als",
                                recipe=False)
+
+
+@pytest.fixture(scope="session")
+def artifact_builder():
+    """``artifact_builder(out, data_dir, model="content")`` -> a test artifact's path."""
+    return build_test_artifact

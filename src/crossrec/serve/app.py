@@ -385,8 +385,13 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         svc = getattr(request.app.state, "service", None)
         if not request.app.state.ready or svc is None:
             return _problem(503, "not ready: the artifact is still loading")
-        return {"status": "ready", "model": svc.loaded.artifact.meta["model"],
-                "version": svc.loaded.version, "items": svc.loaded.total_items}
+        loaded = svc.loaded
+        media: dict[str, int] = {}
+        for m in loaded.medium:
+            media[m] = media.get(m, 0) + 1
+        return {"status": "ready", "model": loaded.artifact.meta["model"],
+                "version": loaded.version, "items": loaded.total_items,
+                "media": dict(sorted(media.items()))}
 
     @app.get("/metrics")
     async def prometheus():
