@@ -152,3 +152,25 @@ def test_content_model_on_data_without_content_fails_before_any_work(tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "model(s) ['content'] need item content" in err
     assert not (tmp_path / "o").exists()                     # nothing was evaluated
+
+
+def test_evaluate_encodes_what_is_asked_and_refuses_what_the_data_lacks(demo_dir, tmp_path,
+                                                                        capsys):
+    """`--encode text` adds the pretrained text vectors (through the feature store) as a
+    feature the content model tunes over; asking for a modality the data has none of is a
+    one-line error."""
+    store = tmp_path / "store"
+    rc = main(["evaluate", "--dataset", "demo", "--data-dir", str(demo_dir), "--protocol", "p1",
+               "--models", "content", "--encode", "text", "--store", str(store),
+               "--out", str(tmp_path / "res")])
+    assert rc == 0
+    rec = json.loads((tmp_path / "res" / "content.json").read_text())
+    assert "text" in [t["params"]["feature"] for t in rec["tuning"]]
+    assert any(store.rglob("*.npy"))                              # cached in the store
+    capsys.readouterr()
+    rc = main(["evaluate", "--dataset", "demo", "--data-dir", str(demo_dir), "--protocol", "p1",
+               "--models", "content", "--encode", "video", "--store", str(store),
+               "--out", str(tmp_path / "res2")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cannot encode ['video']" in err and "has no such content" in err

@@ -1,4 +1,4 @@
-"""Command line: ``crossrec split``, ``crossrec evaluate``, ``crossrec encode``,
+"""Command line: ``crossrec split``, ``crossrec evaluate``, ``crossrec train``, ``crossrec encode``,
 ``crossrec demo-data`` and lists."""
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ def cmd_evaluate(args) -> int:
     from crossrec.evaluation.protocols import make_split
     from crossrec.evaluation.report import format_table, write_report
     from crossrec.evaluation.runner import evaluate, write_run
-    from crossrec.features import default_content_features
+    from crossrec.features import dataset_features
+    from crossrec.models import model_class
 
     values = load_toml(args.config) if args.config else {}
     for key in ("dataset", "data_dir", "protocol", "split", "models", "seeds", "out",
-                "export_runs", "depth"):
+                "export_runs", "depth", "encode", "store"):
         if getattr(args, key, None) is not None:
             values[key] = getattr(args, key)
     cfg = EvaluateConfig(**values)
@@ -69,9 +70,10 @@ def cmd_evaluate(args) -> int:
     protocol = split.protocol
     stats = split.stats()
     log.info("split: %s", json.dumps(stats))
-    features = {**dataset.features, **default_content_features(dataset.catalog)}
+    wanted = cfg.encode if cfg.encode is not None else \
+        [m for name in cfg.models for m in model_class(name).wants_encoded]
+    features = dataset_features(dataset, wanted, cfg.store, strict=cfg.encode is not None)
     if not features:
-        from crossrec.models import model_class
         needy = [m for m in cfg.models if model_class(m).needs_features]
         if needy:
             raise ValueError(f"model(s) {needy} need item content, and dataset {dataset.name!r} "
@@ -93,6 +95,31 @@ def cmd_evaluate(args) -> int:
     report = write_report(results, cfg.out, protocol, dataset.name, stats)
     print(format_table(results))
     print(f"report: {report}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from crossrec.config import load_toml
+    from crossrec.data.split import read_split
+    from crossrec.evaluation.protocols import make_split
+    from crossrec.fitting import TrainCommandConfig, train_to_artifact
+
+    missing = [f"--{k.replace('_', '-')}" for k in ("dataset", "data_dir")
+               if getattr(args, k) is None]
+    if missing:
+        raise ValueError(f"train: {' and '.join(missing)} required")
+    values = load_toml(args.config) if args.config else {}
+    for key in ("model", "seed"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    cfg = TrainCommandConfig(**values)
+    dataset = _load(args)
+    split = read_split(args.split, dataset) if args.split else make_split(dataset, args.protocol)
+    result = train_to_artifact(dataset, split, cfg, args.out)
+    for stage in ("valid", "test"):
+        m = result["metrics"][stage]
+        print(f"{stage}: ndcg@20 {m['ndcg@20']:.4f}  recall@20 {m['recall@20']:.4f}")
+    print(f"artifact: {args.out} ({result['seconds']:.1f}s)")
     return 0
 
 
@@ -176,8 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--export-runs", type=Path, help="write <model>.tsv test top-100 runs here")
     e.add_argument("--out", type=Path, help="results folder (default runs/latest)")
     e.add_argument("--depth", type=int, help="ranking depth kept per user (default 20)")
+    e.add_argument("--encode", type=_csv_list, help="modalities to encode with the pretrained "
+                   "encoders, e.g. text,image, or 'none' (default: what the models ask for)")
+    e.add_argument("--store", type=Path, help="feature store folder (default .cache/features)")
     e.add_argument("--config", type=Path, help="TOML file with the same settings (and grids)")
     e.set_defaults(fn=cmd_evaluate)
+
+    t = sub.add_parser("train", help="fit one model on a protocol's data, write an artifact")
+    _add_data_args(t)
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--protocol")
+    src.add_argument("--split", type=Path, help="a split folder (PROTOCOL.md format)")
+    t.add_argument("--model", help="registered model name (default crossrec)")
+    t.add_argument("--seed", type=int, help="the model's seed")
+    t.add_argument("--config", type=Path, help="TOML: model, seed, encode, store, [params]")
+    t.add_argument("--out", type=Path, required=True, help="artifact folder to write")
+    t.set_defaults(fn=cmd_train)
 
     n = sub.add_parser("encode", help="encode the catalog's modalities into the feature store")
     _add_data_args(n)
@@ -199,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--items", type=int, default=800)
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=cmd_demo_data)
+
+    from crossrec.serve.commands import add_commands  # serve, retrain, demo
+
+    add_commands(sub)
 
     for what in ("models", "datasets", "protocols"):
         sp_ = sub.add_parser(what, help=f"list the {what}")

@@ -43,6 +43,22 @@ class EvaluateConfig(_Strict):
     out: Path = Field(Path("runs/latest"), description="results folder (JSON, report, plot)")
     export_runs: Path | None = Field(None, description="write each model's test top-100 here")
     depth: int = Field(20, ge=20, le=1000, description="ranking depth kept per user")
+    encode: list[str] | None = Field(
+        None, description="modalities to encode with the pretrained encoders (feature store); "
+        "default: those the models ask for and the catalog has; [] or ['none'] for none")
+    store: Path = Field(Path(".cache/features"), description="feature store folder")
+
+    @field_validator("encode")
+    @classmethod
+    def _known_modalities(cls, v):
+        if v is None:
+            return v
+        v = [m for m in v if m != "none"]
+        from crossrec.encoders.base import MODALITIES
+        bad = [m for m in v if m not in MODALITIES]
+        if bad:
+            raise ValueError(f"unknown modality {bad}; known: {', '.join(MODALITIES)}")
+        return v
 
     @field_validator("protocol")
     @classmethod

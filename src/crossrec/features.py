@@ -136,9 +136,16 @@ def concat_features(parts: Sequence[Features], weights: Sequence[float] | None =
     return Features(np.hstack(blocks), mask, name)
 
 
+def _is_identifier(attribute: str) -> bool:
+    """Attributes named ``id`` or ``*_id`` (e.g. ML-1M's ``movie_id``) identify an item; they
+    say nothing about its content and are never used as a feature."""
+    return attribute == "id" or attribute.endswith("_id")
+
+
 def default_content_features(catalog: Catalog, max_features: int = 4096) -> dict[str, Features]:
     """{"tfidf": text + tags, "categories": multi-hot, "attributes": quantile-binned numbers
-    (e.g. year), "content": all of them concatenated}.
+    (e.g. year; identifiers such as ``movie_id`` are left out), "content": all of them
+    concatenated}.
 
     Parts the catalog has nothing for are left out; an empty dict when it has no content.
     """
@@ -151,10 +158,57 @@ def default_content_features(catalog: Catalog, max_features: int = 4096) -> dict
         parts["tfidf"] = tfidf
     if has_categories:
         parts["categories"] = categories
-    if catalog.attributes:
-        numeric = binned_features(catalog, sorted(catalog.attributes))
+    numeric_names = sorted(a for a in catalog.attributes if not _is_identifier(a))
+    if numeric_names:
+        numeric = binned_features(catalog, numeric_names)
         if numeric.mask.any():
             parts["attributes"] = numeric
     if parts:
         parts["content"] = concat_features(list(parts.values()), name="content")
     return parts
+
+
+def catalog_modalities(catalog: Catalog) -> list[str]:
+    """The modalities the catalog has any content for: "text" when some item has text
+    (fields, categories or tags), and each media kind with at least one path or URL."""
+    out = []
+    if any(t.strip() for t in catalog.item_text()):
+        out.append("text")
+    for kind, col in catalog.media.items():
+        if any(isinstance(x, str) and x for x in col):
+            out.append(kind)
+    return out
+
+
+def dataset_features(dataset, encode: Sequence[str] = (), store_root=None, strict: bool = True,
+                     progress: bool = True) -> dict[str, Features]:
+    """Every item feature matrix a model can use: the dataset's own precomputed ones, the
+    classical ones of :func:`default_content_features`, and pretrained-encoder vectors of the
+    ``encode`` modalities (named by modality, e.g. "text", "image"), taken from the feature
+    store at ``store_root`` (only new or changed items are encoded).
+
+    With ``strict``, asking for a modality the catalog has no content for is an error;
+    otherwise that modality is skipped (and logged).
+    """
+    import logging
+
+    features = {**dataset.features, **default_content_features(dataset.catalog)}
+    have = catalog_modalities(dataset.catalog)
+    missing = [m for m in encode if m not in have]
+    if missing and strict:
+        raise ValueError(f"cannot encode {missing}: dataset {dataset.name!r} has no such "
+                         f"content (it has: {', '.join(have) or 'none'})")
+    todo = [m for m in dict.fromkeys(encode) if m in have]
+    if missing:
+        logging.getLogger(__name__).info("no %s content in %s: not encoded", missing,
+                                         dataset.name)
+    if todo:
+        from crossrec.encoders.pipeline import DEFAULT_STORE, encode_catalog
+
+        encoded, _ = encode_catalog(dataset.catalog, todo, store_root=store_root or DEFAULT_STORE,
+                                    progress=progress)
+        clash = sorted(set(encoded) & set(features))
+        if clash:
+            raise ValueError(f"dataset feature(s) {clash} have the names of encoded modalities")
+        features.update(encoded)
+    return features

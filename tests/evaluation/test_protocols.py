@@ -73,6 +73,24 @@ def test_p2_cold_items_counts_and_stages():
     assert _part_pairs(all_split, "test") == _part_pairs(split, "test")
 
 
+def test_p2_tail_drops_the_most_interacted_fifth_of_each_stages_cold_items():
+    # 20 items; item m<i> is seen by i users (so later ids are more popular), 25 users
+    rows = [(f"u{u}", f"m{i}", 1, u) for i in range(1, 21) for u in range(i)]
+    ds = Dataset.from_frame("toy", _frame(rows))
+    p2, tail = make_split(ds, "p2"), make_split(ds, "p2-tail")
+    assert tail.protocol == "p2-tail"
+    for stage in ("valid", "test"):
+        cold = ds.items.ids[p2.candidates[stage]]
+        by_count = sorted(cold, key=lambda s: -int(s[1:]))        # count = the id's number
+        head = set(by_count[:round(0.2 * len(cold))])
+        assert set(ds.items.ids[tail.candidates[stage]]) == set(cold) - head
+        # relevance follows the candidates: no head item is ever relevant
+        rel = tail.relevant(stage)
+        assert not set(ds.items.ids[rel.indices]) & head
+    assert _part_pairs(tail, "test") == _part_pairs(p2, "test")     # same split, same fit
+    assert tail.fit == p2.fit
+
+
 def test_p3_holds_out_target_medium_of_shared_users():
     cat = Catalog(["book_1", "book_2", "music_1", "music_2"], ["book", "book", "music", "music"])
     rows = [(str(u), "book_1", 4, np.nan) for u in range(1, 11)]          # 10 shared users
@@ -99,7 +117,7 @@ def test_unknown_protocol_names_the_known_ones():
     ds = Dataset.from_frame("toy", _frame([("a", "i", 1, 1)]))
     with pytest.raises(ValueError, match="unknown protocol 'p9'.*p1"):
         make_split(ds, "p9")
-    assert {"p1", "p1b", "p2", "p2-all", "p3", "p4", "p4-cold", "p5"} <= set(PROTOCOLS)
+    assert {"p1", "p1b", "p2", "p2-all", "p2-tail", "p3", "p4", "p4-cold", "p5"} <= set(PROTOCOLS)
 
 
 def test_split_folder_round_trip(tmp_path):

@@ -30,6 +30,8 @@ FAST_PARAMS = {
     "als": {"factors": 4, "regularization": 1.0, "alpha": 10.0, "iterations": 10},
     "bpr": {"factors": 8, "learning_rate": 0.05, "iterations": 200, "num_threads": 1},
     "itemknn": {"k": 10},
+    "cb2cf": {"factors": 4, "regularization": 1.0, "alpha": 10.0, "iterations": 10, "ridge": 1.0},
+    "userknn": {"k": 10},
     "crossrec": {"dim": 16, "max_len": 8, "layers": 1, "negatives": 16, "batch_size": 32,
                  "epochs": 20, "lr": 0.01, "threads": 1, "progress": False},
     "sasrec": {"dim": 16, "max_len": 8, "layers": 1, "batch_size": 32, "epochs": 20,

@@ -162,6 +162,31 @@ def p2_all(dataset: Dataset, inter: Interactions, seed: int = 0) -> Split:
                             "p2-all", seed, rank_all=True)
 
 
+@protocol("p2-tail")
+def p2_tail(dataset: Dataset, inter: Interactions, seed: int = 0) -> Split:
+    """The P2 split on the long tail: each stage's cold items minus the 20% with the most
+    interactions in that stage (relevance and candidates restricted to the rest)."""
+    split = p2(dataset, inter, seed)
+    split.protocol = "p2-tail"
+    for stage in ("valid", "test"):
+        split.candidates[stage] = _without_head(dataset, split.parts[stage],
+                                                split.candidates[stage], share=0.2)
+    return split
+
+
+def _without_head(dataset: Dataset, part: Interactions, cand: np.ndarray,
+                  share: float) -> np.ndarray:
+    """``cand`` minus its round(share · n) items with the most interactions in ``part``
+    (ties: natural id order)."""
+    pool = np.flatnonzero(cand)
+    pool = pool[natural_order(list(dataset.items.ids[pool]))]
+    counts = np.bincount(part.item, minlength=dataset.n_items)[pool]
+    head = pool[np.argsort(-counts, kind="stable")[:int(round(share * len(pool)))]]
+    out = cand.copy()
+    out[head] = False
+    return out
+
+
 @protocol("p4-cold")
 def p4_cold(dataset: Dataset, inter: Interactions, seed: int = 0,
             feature: str | None = None) -> Split:

@@ -16,6 +16,7 @@ __all__ = ["Recommender", "TrainData", "available_models", "build_model", "model
 from crossrec.models import (  # noqa: E402,F401
     als,
     bpr,
+    cb2cf,
     content,
     ease,
     fusion,
@@ -24,4 +25,5 @@ from crossrec.models import (  # noqa: E402,F401
     popularity,
     random,
     sasrec,
+    userknn,
 )

@@ -106,6 +106,10 @@ class Recommender:
     """True when results depend on ``seed`` (evaluated over several seeds)."""
     needs_features: ClassVar[bool] = False
     """True when ``fit`` needs at least one item feature matrix (content models)."""
+    wants_encoded: ClassVar[tuple[str, ...]] = ()
+    """Modalities ("text", "image", ...) whose pretrained-encoder vectors this model uses when
+    the catalog has them: ``crossrec evaluate`` encodes them through the feature store and
+    passes them as ``item_features[modality]``."""
 
     @classmethod
     def grid_for(cls, train: TrainData) -> dict[str, list]:
