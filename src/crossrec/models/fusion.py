@@ -32,6 +32,9 @@ Losses (each weighted; weight 0 switches it off):
 - category head (``w_category``): multi-label genres / categories from v_i.
 - rating head (``w_rating``): standardised rating from u ⊙ v_i (rows with a known value).
 
+Features wider than ``input_dim`` (TF-IDF, image vectors) are first reduced by a truncated SVD
+over the catalog (unsupervised), every feature row is L2-normalised.
+
 Regularisation: weight decay, dropout, modality dropout (each present modality of an item is
 hidden with probability ``modality_dropout``, one always kept), id dropout, FGM adversarial
 perturbation of the id embeddings (``fgm_epsilon``), early stopping on valid NDCG@20,
@@ -85,7 +88,7 @@ def build_item_tower(n_items: int, dims: dict[str, int], n_categories: int, d: i
             super().__init__()
             self.names = sorted(dims)
             self.proj = nn.ModuleDict({m: nn.Sequential(
-                nn.Dropout(dropout), nn.Linear(dims[m], d), nn.GELU(), nn.Linear(d, d))
+                nn.Linear(dims[m], d), nn.GELU(), nn.Dropout(dropout), nn.Linear(d, d))
                 for m in self.names})
             self.gate = nn.ModuleDict({m: nn.Linear(d, 1) for m in self.names})
             self.id_emb = nn.Embedding(n_items, d)
@@ -219,7 +222,7 @@ class FusionRecommender(Recommender, VectorModel):
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
                  lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
                  lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
-                 ensemble: int = 1, bf16: bool | None = None, threads: int = 2,
+                 ensemble: int = 1, input_dim: int = 256, bf16: bool | None = None, threads: int = 1,
                  checkpoint_dir: str | None = None, log_path: str | None = None,
                  progress: bool | None = None, seed: int = 0):
         self.dim = dim
@@ -258,6 +261,7 @@ class FusionRecommender(Recommender, VectorModel):
         self.lora_r = lora_r
         self.text_field_dropout = text_field_dropout
         self.ensemble = ensemble
+        self.input_dim = input_dim
         self.bf16 = bf16
         self.threads = threads
         self.checkpoint_dir = checkpoint_dir
@@ -279,7 +283,7 @@ class FusionRecommender(Recommender, VectorModel):
                 raise ValueError(f"crossrec: {attr} must be in [0, 1{']' if limit == 1 else ')'}"
                                  f", got {getattr(self, attr)}")
         for attr in ("dim", "max_len", "layers", "heads", "batch_size", "epochs", "ensemble",
-                     "max_targets"):
+                     "max_targets", "input_dim"):
             if int(getattr(self, attr)) < 1:
                 raise ValueError(f"crossrec: {attr} must be >= 1, got {getattr(self, attr)}")
         if self.dim % self.heads:
@@ -385,6 +389,17 @@ class FusionRecommender(Recommender, VectorModel):
         return model
 
 
+def _reduce(matrix: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """(n, k) -> (n, min(k, dim)): a truncated SVD of features wider than ``dim`` (TF-IDF,
+    image vectors), fitted on the catalog's rows only (no interaction is looked at)."""
+    if matrix.shape[1] <= dim:
+        return matrix
+    from sklearn.utils.extmath import randomized_svd
+
+    U, S, _ = randomized_svd(matrix.astype(np.float32), dim, random_state=seed)
+    return (U * S).astype(np.float32)
+
+
 def _left_pad(histories: list[np.ndarray], max_len: int, pad: int) -> np.ndarray:
     """(n, T) int64: each history's last max_len items, right-aligned, ``pad`` before."""
     T = max(1, min(max_len, max((len(h) for h in histories), default=1)))
@@ -442,7 +457,8 @@ class _FusionFit:
             if m == "text" and p.lm != "frozen":
                 continue                                   # filled by the LM below
             f = train.item_features[m]
-            x = f.matrix / np.maximum(np.linalg.norm(f.matrix, axis=1, keepdims=True), 1e-12)
+            x = _reduce(f.matrix, int(p.input_dim), self.seed)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
             self.X[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             masks.append(f.mask)
             dims[m] = x.shape[1]

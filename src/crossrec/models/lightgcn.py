@@ -28,7 +28,7 @@ class LightGCNRecommender(Recommender):
 
     def __init__(self, dim: int = 64, layers: int = 3, reg: float = 1e-4, lr: float = 5e-3,
                  batch_size: int = 8192, epochs: int = 60, patience: int = 5,
-                 eval_every: int = 2, threads: int = 2, progress: bool | None = None,
+                 eval_every: int = 2, threads: int = 1, progress: bool | None = None,
                  seed: int = 0):
         self.dim = dim
         self.layers = layers

@@ -63,7 +63,7 @@ class SASRecRecommender(Recommender, VectorModel):
     def __init__(self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 2,
                  dropout: float = 0.2, loss: str = "ce", lr: float = 1e-3,
                  weight_decay: float = 0.0, batch_size: int = 128, epochs: int = 30,
-                 patience: int = 3, threads: int = 2, progress: bool | None = None,
+                 patience: int = 3, threads: int = 1, progress: bool | None = None,
                  seed: int = 0):
         self.dim = dim
         self.max_len = max_len

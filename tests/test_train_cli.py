@@ -1,0 +1,78 @@
+"""``crossrec train`` writes an artifact whose model gives the same top-10 in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crossrec.artifact import load_artifact
+from crossrec.cli import main
+from crossrec.data.demo import write_demo
+
+CONFIG = """
+model = "crossrec"
+encode = []
+[params]
+dim = 16
+max_len = 10
+layers = 1
+negatives = 32
+epochs = 4
+lr = 0.01
+progress = false
+"""
+
+TOP10 = """
+import json, sys
+import numpy as np
+from crossrec.artifact import load_artifact
+art = load_artifact(sys.argv[1])
+users = np.arange(len(art.users))
+top, _ = art.model.recommend(users, k=10, exclude=art.history.to_csr(len(art.users),
+                             len(art.items)))
+print(json.dumps(top.tolist()))
+"""
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return write_demo(tmp_path_factory.mktemp("demo"), n_users=120, n_items=150)
+
+
+@pytest.mark.parametrize("protocol", ["p1", "p2"])
+def test_train_writes_an_artifact_that_loads_identically_elsewhere(demo, tmp_path, protocol,
+                                                                   capsys):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "artifact"
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", protocol,
+                 "--config", str(cfg), "--out", str(out)]) == 0
+    assert "test: ndcg@20" in capsys.readouterr().out
+    art = load_artifact(out)
+    assert art.meta["model"] == "crossrec" and set(art.meta["metrics"]) == {"valid", "test"}
+    assert art.meta["metrics"]["test"]["ndcg@20"] > 0
+    if protocol == "p2":                 # refitted on train + valid for as long as valid chose
+        assert art.meta["config"]["refit_params"]["epochs"] >= 1
+    np.testing.assert_array_equal(art.item_vectors, art.model.item_vectors())
+    users = np.arange(len(art.users))
+    top, _ = art.model.recommend(users, k=10, exclude=art.history.to_csr(len(art.users),
+                                                                         len(art.items)))
+    fresh = subprocess.run([sys.executable, "-c", TOP10, str(out)], capture_output=True,
+                           text=True, check=True)
+    assert json.loads(fresh.stdout) == top.tolist()
+
+
+def test_train_errors_are_one_line(demo, tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('model = "crossrec"\n[params]\nno_such = 1\n')
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--config", str(cfg), "--out", str(tmp_path / "a")]) == 2
+    assert "unknown parameter(s) ['no_such']" in capsys.readouterr().err
+    cfg.write_text('modle = "crossrec"\n')
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--config", str(cfg), "--out", str(tmp_path / "a")]) == 2
+    assert "modle" in capsys.readouterr().err
