@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from crossrec.serve import schemas
 from crossrec.serve.app import create_app, hash_key
 
 KEY = "test-key-123"
@@ -41,6 +42,8 @@ def _like(c, user, item, n, kind="like", **extra):
 def test_recommendations_are_ranked_filtered_and_explained(client):
     r = client.get("/v1/users/u0001/recommendations", params={"k": 8})
     body = r.json()
+    schemas.Recommendations.model_validate(body)          # the hot path is not re-validated
+    schemas.Similar.model_validate(client.get("/v1/items/article-0000/similar").json())
     assert r.status_code == 200 and body["basis"] == "history" and len(body["items"]) == 8
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
@@ -295,7 +298,7 @@ def test_health_readiness_and_metrics(client):
 def test_user_ids_are_hashed_in_logs(client, caplog):
     import logging
 
-    with caplog.at_level(logging.INFO, logger="crossrec.serve"):
+    with caplog.at_level(logging.DEBUG, logger="crossrec.serve"):
         client.get("/v1/users/u0007/recommendations")
         _like(client, "u0007", "article-0000", 0)
     assert caplog.records and "u0007" not in caplog.text

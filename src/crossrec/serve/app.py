@@ -19,6 +19,7 @@ users when ``events_need_key``. The artifact is reloaded atomically by ``POST
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import os
 import signal
@@ -118,6 +119,31 @@ class _TooLarge(Exception):
         self.limit = limit
 
 
+class Observe:
+    """Pure ASGI middleware: request latency per route template, method and status."""
+
+    def __init__(self, app, metrics: "Metrics"):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(scope["method"], route, str(status[0])).observe(
+                time.perf_counter() - t0)
+
+
 class Metrics:
     """Prometheus metrics in a registry of this app's own."""
 
@@ -207,15 +233,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     app.state.ready = False
     app.add_middleware(BodyLimit, max_json=max_json_bytes, max_upload=max_upload_bytes)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - t0)
-        return response
+    app.add_middleware(Observe, metrics=metrics)
 
     # -- errors: always a JSON body with a message ---------------------------------------------
     @app.exception_handler(ServiceError)
@@ -288,11 +306,11 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         out = svc.recommend(user_id, k, media_set(media), exclude_seen, explain)
         for item in out["items"]:
             metrics.recommended.labels(item["medium"]).inc()
-        return out
+        return _json(out)
 
     @app.get(v1 + "/items/{item_id}/similar", response_model=schemas.Similar)
     async def similar(item_id: str, svc: Svc, k: K = 10, media: Media = None):
-        return svc.similar(item_id, k, media_set(media))
+        return _json(svc.similar(item_id, k, media_set(media)))
 
     @app.get(v1 + "/search", response_model=schemas.SearchResults)
     def search(svc: Svc, q: Annotated[str, Query(min_length=1, max_length=500)], k: K = 10,
@@ -415,6 +433,13 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _json(body: dict) -> Response:
+    """A JSON response of a dict the service built to the declared schema (not re-validated:
+    the hot read paths; tests check the bodies against the schemas)."""
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+                    media_type="application/json")
 
 
 def _under_root(root: Path | None, rel: str) -> Path:

@@ -70,8 +70,12 @@ def cmd_demo(args) -> int:
     out = run_demo(args.data_dir, args.out, store_root=args.features, models=args.models,
                    dataset=args.dataset, progress=not args.no_progress)
     print(out["table"])
-    print(f"served model: {out['served']} (evaluated on protocol p1 above; refitted on all "
-          f"interactions into {out['artifact']}); ready in {out['seconds']:.0f}s")
+    best = max(out["results"], key=lambda r: r.summary["ndcg@20"]["mean"])
+    print(f"served model: {out['served']} (evaluated on protocol p1 above, refitted on all "
+          f"interactions into {out['artifact']}; ready in {out['seconds']:.0f}s)")
+    if best.model != out["served"]:
+        print(f"note: {best.model} has the best test NDCG@20 here, but it cannot place new "
+              f"items or text queries; {out['served']} can (live cold start, search)")
     if args.no_serve:
         return 0
     if not os.environ.get("CROSSREC_API_KEYS"):

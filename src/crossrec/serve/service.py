@@ -124,6 +124,11 @@ class Loaded:
         self.popularity = pop
         self.popular_order = np.argsort(-pop, kind="stable")
         self.cold_vector = np.zeros(self.vectors.shape[1], np.float32)
+        # every training user's fold-in vector, once (per-request fold-in only after feedback)
+        self.user_vectors = np.zeros((len(self.user_ids), self.vectors.shape[1]), np.float32)
+        for start in range(0, len(self.user_ids), 4096):
+            self.user_vectors[start:start + 4096] = self.model.user_vectors(
+                [np.asarray(h, np.int64) for h in self.histories[start:start + 4096]])
         recipe = artifact.meta.get("config", {}).get("content_recipe")
         self.recipe = ContentRecipe(**recipe) if recipe else None
         self.places_new_items = bool(getattr(self.model, "places_new_items", False)) \
@@ -313,6 +318,9 @@ class Service:
                 "recent": recent}
         if cached and cached[0] == key:
             return cached[1], info
+        idx = loaded.users.get(user_id)
+        if fb is None and idx is not None:                 # no feedback since training
+            return loaded.user_vectors[idx], info
         if pos_known or pos_live:
             u = self._fold_in(pos_known, pos_live, loaded)
             recent = info["recent"]
@@ -375,37 +383,47 @@ class Service:
         else:
             ids, scores = loaded.search(u, k, media, exclude)
             basis = "history" if info["history"] else "likes"
-        items = []
-        for p, s in zip(ids, scores):
-            item = self.item_card(int(p), loaded)
+        items = [self.item_card(int(p), loaded) for p in ids]
+        for item, s in zip(items, scores):
             item["score"] = float(s)
-            if explain:
-                item["because"] = self._explain(int(p), info, loaded, basis)
-            items.append(item)
-        log.info("recommend user=%s k=%d media=%s -> %d items", user_hash(user_id), k,
+        if explain:
+            for item, why in zip(items, self._explain([int(p) for p in ids], info, loaded, basis)):
+                item["because"] = why
+        log.debug("recommend user=%s k=%d media=%s -> %d items", user_hash(user_id), k,
                  ",".join(sorted(media)) if media else "all", len(items))
         return {"user_id": user_id, "model_version": loaded.version, "basis": basis,
                 "items": items}
 
-    def _explain(self, pos: int, info: dict, loaded: Loaded, basis: str) -> list[dict[str, Any]]:
+    def _explain(self, positions: list[int], info: dict, loaded: Loaded,
+                 basis: str) -> list[list[dict[str, Any]]]:
+        """Per recommended item, the (up to two) history items whose vectors contribute most
+        to its score (their dot products with it), and the block of the content space that
+        contributed most; or the user's words, or "popular"."""
         if basis == "popular":
-            return [{"reason": "popular", "text": "popular with everyone"}]
-        out = []
+            return [[{"reason": "popular", "text": "popular with everyone"}] for _ in positions]
         hist = list(dict.fromkeys(info["history"]))[-200:]
-        if hist:
-            v = loaded.vector(pos)
-            h = np.stack([loaded.vector(p) for p in hist])
-            contrib = h @ v                                              # (len(hist),)
-            for j in np.argsort(-contrib, kind="stable")[:2]:
-                if contrib[j] <= 0:
+        likes = [{"reason": "likes", "text": info["likes"], "modality": "text"}] \
+            if info["likes"] else []
+        if not hist or not positions:
+            return [list(likes) for _ in positions]
+        H = np.stack([loaded.vector(p) for p in hist])                    # (h, d)
+        V = np.stack([loaded.vector(p) for p in positions])               # (k, d)
+        contrib = V @ H.T                                                 # (k, h)
+        top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
+        out = []
+        for row, pos in enumerate(positions):
+            why = []
+            for j in top[row]:
+                if contrib[row, j] <= 0:
                     break
                 hp = hist[int(j)]
-                out.append({"reason": "history", "item_id": loaded.item_ids[hp],
+                why.append({"reason": "history", "item_id": loaded.item_ids[hp],
                             "title": self._title(hp, loaded), "medium": loaded.medium[hp],
-                            "weight": round(float(contrib[j]), 4),
+                            "weight": round(float(contrib[row, j]), 4),
                             "modality": self._modality(pos, hp, loaded)})
-        if info["likes"] and (not out or basis == "likes"):
-            out.append({"reason": "likes", "text": info["likes"], "modality": "text"})
+            if likes and (not why or basis == "likes"):
+                why += likes
+            out.append(why)
         return out
 
     def _modality(self, a: int, b: int, loaded: Loaded) -> str:
@@ -551,7 +569,7 @@ class Service:
                 fb = self.feedback.setdefault(e["user_id"], UserFeedback())
                 fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
         for e, new in zip(events, fresh):
-            log.info("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
+            log.debug("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
                      e["item_id"], "stored" if new else "duplicate")
         return ["stored" if new else "duplicate" for new in fresh]
 

@@ -4,7 +4,7 @@
 const MEDIA_LABEL = { article: "Articles", picture: "Pictures", audio: "Audio", video: "Videos",
                       photo: "Photos", music: "Music", podcast: "Podcasts", book: "Books",
                       movie: "Movies" };
-const PER_SHELF = 8;
+const PER_SHELF = 10;
 const state = { user: null, media: [], busy: false };
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -91,7 +91,7 @@ function card(item, { actions = true } = {}) {
   if (actions && state.user) {
     bar.append(
       el("button", { class: "like", type: "button", text: "♡ Like", onclick: () => feedback(item, "like") }),
-      el("button", { class: "dislike", type: "button", text: "Not for me", "aria-label": "Dislike",
+      el("button", { class: "dislike", type: "button", text: "Dislike",
                      onclick: () => feedback(item, "dislike") }),
       el("button", { class: "skip", type: "button", text: "Skip", onclick: () => feedback(item, "skip") }));
   }
@@ -163,16 +163,17 @@ function showResults(title, items) {
 }
 
 async function moreLike(item) {
-  try {
-    const out = await api(`/v1/items/${encodeURIComponent(item.item_id)}/similar?k=12`);
-    showResults(`More like “${item.title}”`, out.items);
+  try {   // cross-media: the nearest items of every medium, one shelf each
+    const lists = await Promise.all(state.media.map((m) =>
+      api(`/v1/items/${encodeURIComponent(item.item_id)}/similar?k=6&media=${encodeURIComponent(m)}`)));
+    showResults(`More like “${item.title}”`, lists.flatMap((l) => l.items));
   } catch (e) { toast(e.message); }
 }
 
 async function search(q) {
   try {
     const lists = await Promise.all(state.media.map((m) =>
-      api(`/v1/search?q=${encodeURIComponent(q)}&k=4&media=${encodeURIComponent(m)}`)));
+      api(`/v1/search?q=${encodeURIComponent(q)}&k=6&media=${encodeURIComponent(m)}`)));
     const items = lists.flatMap((l) => l.items);
     showResults(`Results for “${q}”`, items);
   } catch (e) { toast(e.message); }

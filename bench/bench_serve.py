@@ -1,0 +1,347 @@
+"""Serving benchmark: a separate load-generating process against `crossrec serve` on loopback.
+
+    .venv/bin/python bench/bench_serve.py --sizes 10000,100000,1000000 --duration 30 \
+        --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+
+1. Recommendations: synthetic artifacts of N items (clustered 64-d vectors in four media, an
+   ALS-shaped model, 10k users with 20 items each); `crossrec serve` in its own process (the
+   index is prebuilt into the artifact: exact up to 50k items, HNSW above); 50 concurrent
+   keep-alive clients (asyncio, in this process) ask for k=10 for random users for
+   ``--duration`` seconds after a warm-up. Client-side p50 / p99 latency, throughput, errors,
+   and the HNSW recall@10 against exact search on 200 queries.
+2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
+   PostgreSQL; events/s sustained.
+3. Kill -9: under event load the server is killed with SIGKILL; every event acknowledged with
+   HTTP 200 "stored" is looked up in the store.
+
+Results: one JSON file per part in bench/results/serve/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "results" / "serve"
+MEDIA = np.array(["article", "picture", "audio", "video"], dtype=object)
+
+
+# -- synthetic artifacts ----------------------------------------------------------------------
+
+def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64,
+                  history: int = 20, seed: int = 0) -> dict:
+    from crossrec.artifact import save_artifact
+    from crossrec.data.catalog import Catalog
+    from crossrec.data.dataset import Dataset
+    from crossrec.data.idmap import IdMap
+    from crossrec.data.interactions import Interactions
+    from crossrec.index import build_index
+    from crossrec.models.als import ALSRecommender
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(256, dim)).astype(np.float32)
+    vectors = centres[rng.integers(256, size=n_items)] + 0.6 * rng.normal(
+        size=(n_items, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.array([f"i{i}" for i in range(n_items)], dtype=object)
+    medium = MEDIA[rng.integers(4, size=n_items)]
+    catalog = Catalog(ids, medium, text={"title": np.array([f"Item {i}" for i in range(n_items)],
+                                                          dtype=object)})
+    users = IdMap([f"u{u}" for u in range(n_users)])
+    user = np.repeat(np.arange(n_users), history)
+    item = rng.integers(n_items, size=n_users * history)
+    inter = Interactions(user, item, np.arange(len(user), dtype=np.float64))
+    model = ALSRecommender(factors=dim)
+    model.item_factors_ = vectors
+    model.user_factors_ = rng.normal(size=(n_users, dim)).astype(np.float32)
+    ds = Dataset("synthetic", inter, users, IdMap(ids), catalog)
+    t0 = time.perf_counter()
+    save_artifact(path, model, ds, inter)
+    kind = "exact" if n_items <= 50_000 else "hnsw"
+    opts = {"hnsw_m": 16, "ef_construction": 60, "ef_search": 48} if kind == "hnsw" else {}
+    t1 = time.perf_counter()
+    index = build_index(vectors, medium, kind=kind, **opts)
+    build_s = time.perf_counter() - t1
+    index.save(path / "index")
+    recall = None
+    if kind == "hnsw":
+        exact = build_index(vectors, medium, kind="exact")
+        q = vectors[rng.integers(n_items, size=200)] + 0.3 * rng.normal(size=(200, dim)).astype(
+            np.float32)
+        a, _ = index.search(q, 10)
+        b, _ = exact.search(q, 10)
+        recall = float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
+    return {"n_items": n_items, "n_users": n_users, "dim": dim, "index": kind,
+            "index_options": opts, "index_build_s": round(build_s, 1),
+            "artifact_write_s": round(t1 - t0, 1), "hnsw_recall@10": recall}
+
+
+# -- the server -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(artifact: Path, store: str, port: int, timeout: float = 600) -> subprocess.Popen:
+    env = {**os.environ, "CROSSREC_API_KEYS": "bench"}
+    log = open(Path(tempfile.gettempdir()) / f"crossrec-bench-{port}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(artifact),
+                             "--host", "127.0.0.1", "--port", str(port), "--store", store,
+                             "--lazy-encoders"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: see {log.name}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- a small keep-alive HTTP/1.1 client (less client overhead than a full library) ------------
+
+class Conn:
+    def __init__(self, port: int):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Length: {len(body)}\r\n")
+        if body:
+            head += "Content-Type: application/json\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("closed")
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        data = await self.reader.readexactly(length) if length else b""
+        return status, data
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def load(port: int, make_request, duration: float, clients: int = 50,
+               warmup: float = 3.0, on_response=None) -> dict:
+    """``clients`` tasks issue ``make_request(i) -> (method, path, body)`` back to back."""
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    t_start = time.perf_counter()
+    t_measure = t_start + warmup
+    t_end = t_measure + duration
+    counter = [0]
+
+    async def client(cid: int):
+        conn = Conn(port)
+        while True:
+            now = time.perf_counter()
+            if now >= t_end:
+                break
+            counter[0] += 1
+            method, path, body = make_request(counter[0])
+            t0 = time.perf_counter()
+            try:
+                status, data = await conn.request(method, path, body)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                conn.close()
+                if on_response is None:
+                    await asyncio.sleep(0.01)
+                    continue
+                return
+            t1 = time.perf_counter()
+            if t0 >= t_measure:
+                lat.append(t1 - t0)
+                if status != 200:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+            if on_response is not None:
+                on_response(status, data, body)
+        conn.close()
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    measured = time.perf_counter() - t_measure
+    a = np.array(lat) * 1000
+    return {"clients": clients, "duration_s": round(measured, 1), "requests": len(lat),
+            "throughput_rps": round(len(lat) / measured, 1),
+            "p50_ms": round(float(np.percentile(a, 50)), 2) if len(a) else None,
+            "p90_ms": round(float(np.percentile(a, 90)), 2) if len(a) else None,
+            "p99_ms": round(float(np.percentile(a, 99)), 2) if len(a) else None,
+            "errors": errors}
+
+
+# -- parts ------------------------------------------------------------------------------------
+
+def bench_recommendations(sizes: list[int], duration: float, work: Path) -> list[dict]:
+    out = []
+    for n in sizes:
+        art = work / f"art-{n}"
+        print(f"[recs] building a {n:,}-item artifact ...", flush=True)
+        meta = make_artifact(art, n)
+        port = free_port()
+        t0 = time.perf_counter()
+        proc = start_server(art, f"sqlite:///{work / f'ev-{n}.db'}", port)
+        meta["server_start_s"] = round(time.perf_counter() - t0, 1)
+        rng = random.Random(n)
+        try:
+            res = asyncio.run(load(port, lambda i: (
+                "GET", f"/v1/users/u{rng.randrange(meta['n_users'])}/recommendations?k=10", b""),
+                duration))
+        finally:
+            stop_server(proc)
+        row = {**meta, **res, "endpoint": "GET /v1/users/{id}/recommendations?k=10"}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def _event(i: int, prefix: str) -> bytes:
+    return json.dumps({"events": [{"event_id": f"{prefix}-{i}", "user_id": f"u{i % 10_000}",
+                                   "item_id": f"i{i % 10_000}", "type": "click"}]}).encode()
+
+
+def bench_events(stores: dict[str, str], duration: float, work: Path) -> list[dict]:
+    art = work / "art-10000"
+    if not (art / "artifact.json").exists():
+        make_artifact(art, 10_000)
+    out = []
+    for name, url in stores.items():
+        port = free_port()
+        proc = start_server(art, url, port)
+        prefix = f"{name}-{time.time_ns()}"
+        try:
+            res = asyncio.run(load(port, lambda i: ("POST", "/v1/events", _event(i, prefix)),
+                                   duration))
+        finally:
+            stop_server(proc)
+        row = {"store": name, **res, "events_per_s": res["throughput_rps"],
+               "endpoint": "POST /v1/events (1 event per request)"}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def bench_kill9(stores: dict[str, str], work: Path, after_s: float = 6.0) -> list[dict]:
+    from crossrec.serve.store import EventStore
+
+    art = work / "art-10000"
+    out = []
+    for name, url in stores.items():
+        port = free_port()
+        proc = start_server(art, url, port)
+        prefix = f"kill-{name}-{time.time_ns()}"
+        acked: set[str] = set()
+        sent = [0]
+
+        def on_response(status, data, body):
+            if status == 200:
+                for r in json.loads(data)["results"]:
+                    if r["status"] == "stored":
+                        acked.add(r["event_id"])
+
+        def make(i):
+            sent[0] += 1
+            return "POST", "/v1/events", _event(i, prefix)
+
+        async def run():
+            task = asyncio.ensure_future(load(port, make, duration=after_s + 30, warmup=0,
+                                              on_response=on_response))
+            await asyncio.sleep(after_s)
+            os.kill(proc.pid, signal.SIGKILL)
+            return await task
+
+        res = asyncio.run(run())
+        proc.wait()
+        ids = EventStore(url).event_ids()
+        stored = {i for i in ids if i.startswith(prefix)}
+        lost = acked - stored
+        row = {"store": name, "killed_after_s": after_s, "sent": sent[0], "acknowledged":
+               len(acked), "stored": len(stored), "acknowledged_but_lost": len(lost),
+               "stored_not_acknowledged": len(stored - acked), "client_errors": res["errors"]}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+def machine() -> dict:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "load_avg_at_start": os.getloadavg()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
+    p.add_argument("--event-duration", type=float, default=20.0)
+    p.add_argument("--pg-url", default=os.environ.get("CROSSREC_TEST_PG_URL"))
+    p.add_argument("--parts", default="recs,events,kill9")
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
+    args = p.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    parts = set(args.parts.split(","))
+    stores = {"sqlite": f"sqlite:///{args.work / 'events-bench.db'}"}
+    if args.pg_url:
+        stores["postgresql"] = args.pg_url
+    info = {"machine": machine(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if "recs" in parts:
+        rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
+                                     args.work)
+        (OUT / "recommendations.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+    if "events" in parts:
+        rows = bench_events(stores, args.event_duration, args.work)
+        (OUT / "events.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+    if "kill9" in parts:
+        rows = bench_kill9(stores, args.work)
+        (OUT / "kill9.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
