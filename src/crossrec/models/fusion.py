@@ -23,14 +23,22 @@ and ``user_vectors(histories)`` go straight into an (ANN) index.
 Losses (each weighted; weight 0 switches it off):
 
 - ranking (``w_rank``): sampled softmax over the batch's positives plus ``negatives`` uniform
-  items, with the log of each candidate's sampling rate subtracted (``logq``), or BPR; with
+  items, with the log of each candidate's chance of being sampled subtracted (``logq``); or,
+  with ``in_batch=False``, over the target and the uniform negatives only (cheaper on large
+  catalogs); or BPR against one of those candidates; with
   ``same_medium`` only items of the target's medium compete (a music target is ranked among
-  music). Objective "next": every slot predicts the next item (SASRec-style); "set": a random
+  music). Objective "next": every slot predicts the next item (SASRec-style; per epoch each
+  user gives ceil(n / max_len) windows, at most ``max_windows``, the first ending at the
+  latest item, the others at random points); "set": a random
   part of the history predicts the rest (with probability ``medium_holdout`` the rest is every
   item of one medium: the cross-media case).
 - alignment (``w_align``): InfoNCE between an item's modality projections (all pairs).
 - category head (``w_category``): multi-label genres / categories from v_i.
 - rating head (``w_rating``): standardised rating from u ⊙ v_i (rows with a known value).
+- collaborative head (``w_cf``): the content vector c_i predicts (through a linear map) the
+  item's implicit-ALS factors fitted on the same training data, for items with interactions:
+  content learns what co-consumption says (the CB2CF idea, as one more task). ``cf_init``
+  starts the item-id embeddings at those ALS factors.
 
 Features wider than ``input_dim`` (TF-IDF, image vectors) are first reduced by a truncated SVD
 over the catalog (unsupervised), every feature row is L2-normalised.
@@ -212,10 +220,12 @@ class FusionRecommender(Recommender, VectorModel):
 
     def __init__(self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 2,
                  pooling: str = "transformer", objective: str = "next", loss: str = "softmax",
-                 negatives: int = 256, logq: bool = True, same_medium: bool = True,
+                 negatives: int = 256, in_batch: bool = True, logq: bool = True, same_medium: bool = True,
                  medium_holdout: float = 0.0, max_targets: int = 20,
+                 max_windows: int | None = None,
                  w_rank: float = 1.0, w_align: float = 0.1, w_category: float = 0.1,
-                 w_rating: float = 0.0, align_temperature: float = 0.1,
+                 w_rating: float = 0.0, w_cf: float = 0.0, cf_init: bool = False,
+                 align_temperature: float = 0.1,
                  id_dropout: float = 0.2, modality_dropout: float = 0.1, dropout: float = 0.2,
                  weight_decay: float = 0.0, lr: float = 1e-3, batch_size: int = 128,
                  epochs: int = 30, patience: int = 3, accumulate: int = 1,
@@ -233,14 +243,18 @@ class FusionRecommender(Recommender, VectorModel):
         self.objective = objective
         self.loss = loss
         self.negatives = negatives
+        self.in_batch = in_batch
         self.logq = logq
         self.same_medium = same_medium
         self.medium_holdout = medium_holdout
         self.max_targets = max_targets
+        self.max_windows = max_windows
         self.w_rank = w_rank
         self.w_align = w_align
         self.w_category = w_category
         self.w_rating = w_rating
+        self.w_cf = w_cf
+        self.cf_init = cf_init
         self.align_temperature = align_temperature
         self.id_dropout = id_dropout
         self.modality_dropout = modality_dropout
@@ -400,6 +414,18 @@ def _reduce(matrix: np.ndarray, dim: int, seed: int) -> np.ndarray:
     return (U * S).astype(np.float32)
 
 
+def _als_item_factors(train: TrainData, factors: int, seed: int) -> np.ndarray:
+    """(n_items, factors) implicit-ALS item factors of the training matrix (zeros for items
+    without interactions)."""
+    from crossrec.models.als import ALSRecommender
+
+    als = ALSRecommender(factors=factors, regularization=30.0, alpha=1.0, iterations=15,
+                         seed=seed).fit(train)
+    Y = als.item_factors_.astype(np.float32).copy()
+    Y[train.item_popularity == 0] = 0.0
+    return Y
+
+
 def _left_pad(histories: list[np.ndarray], max_len: int, pad: int) -> np.ndarray:
     """(n, T) int64: each history's last max_len items, right-aligned, ``pad`` before."""
     T = max(1, min(max_len, max((len(h) for h in histories), default=1)))
@@ -515,12 +541,22 @@ class _FusionFit:
                 super().__init__()
                 self.item, self.user = item, user
                 self.rating = nn.Linear(d, 1)
+                self.cf = nn.Linear(d, d)
 
         item = build_item_tower(n_items, dims, 0 if self.cats is None else self.cats.shape[1],
                                 d, float(p.dropout))
         user = build_user_tower(d, int(p.max_len), int(p.layers), int(p.heads),
                                 float(p.dropout), p.pooling, train.n_users if p.user_id else 0)
         self.module = Fusion(item, user)
+        self.cf_factors = None
+        if p.w_cf > 0 or p.cf_init:
+            Y = _als_item_factors(train, d, self.seed)                         # (n_items, d)
+            if p.cf_init:
+                with torch.no_grad():
+                    scale = 0.05 / max(float(Y[pop > 0].std()), 1e-12)
+                    item.id_emb.weight.copy_(torch.from_numpy(Y * scale))
+            Y = (Y - Y[pop > 0].mean(0)) / np.maximum(Y[pop > 0].std(0), 1e-12)
+            self.cf_factors = torch.from_numpy(Y.astype(np.float32))
         if self.lm is not None:
             self.module.lm = self.lm
 
@@ -559,7 +595,8 @@ class _FusionFit:
         keep = self.seen[items].float()
         if train and p.id_dropout > 0:
             keep = keep * (torch.rand(len(items)) >= p.id_dropout).float()
-        v, b, _, P = self.module.item(items, feats, present, keep)
+        v, b, c, P = self.module.item(items, feats, present, keep)
+        self._content = c                                    # for the collaborative head
         return v, b, P, present
 
     def _augment(self, text: str) -> str:
@@ -586,6 +623,8 @@ class _FusionFit:
             n = b - a
             if p.objective == "next":
                 k = max(1, math.ceil((n - 1) / T))
+                if p.max_windows is not None:
+                    k = min(k, int(p.max_windows))
                 ends = np.r_[n, rng.integers(2, n + 1, size=k - 1)] if k > 1 else np.array([n])
                 windows += [(u, a + max(0, e - T - 1), a + e) for e in ends]
             else:
@@ -649,7 +688,7 @@ class _FusionFit:
         items, inverse = torch.unique(torch.cat([targets, negatives, flat]), return_inverse=True)
         v, b, P, present = self.item_forward(items, train=True)              # (U, d), (U,)
         n_t, n_n = len(targets), len(negatives)
-        t_idx = inverse[:n_t]
+        t_idx = target_idx = inverse[:n_t]
         # user tower over the input sequences
         pos_in_items = torch.full((n_items + 1,), -1, dtype=torch.long)
         pos_in_items[items] = torch.arange(len(items))
@@ -661,12 +700,24 @@ class _FusionFit:
         Q = H[rows, slots]                                                     # (P, d)
         parts, total = {}, torch.zeros(())
         if p.w_rank > 0:
-            logits = Q @ v.T + b[None, :]                                      # (P, U)
-            if p.logq:
-                expected = n_t * self.pop_share[items] + n_n / n_items         # (U,)
-                logits = logits - torch.log(expected.clamp(min=1e-12))[None, :]
+            if p.in_batch:    # candidates: every item of the batch plus the uniform negatives
+                cand = torch.arange(len(items))
+                logits = Q @ v.T + b[None, :]                                  # (P, U)
+                if p.logq:    # log of each candidate's chance to be in the set (Poisson)
+                    expected = n_t * self.pop_share[items] + n_n / n_items     # (U,)
+                    logits = logits - torch.log(-torch.expm1(-expected)).clamp(min=-30)[None]
+            else:             # column 0: the target; then the shared uniform negatives
+                cand = inverse[n_t:n_t + n_n]
+                pos = (Q * v[t_idx]).sum(-1, keepdim=True) + b[t_idx][:, None]  # (P, 1)
+                neg = Q @ v[cand].T + b[cand][None, :]                          # (P, N)
+                neg = neg.masked_fill(cand[None, :] == t_idx[:, None], float("-inf"))
+                logits = torch.cat([pos, neg], 1)
+                cand = torch.cat([torch.zeros(1, dtype=torch.long), cand])
+                t_idx = torch.zeros(n_t, dtype=torch.long)
             if self.medium is not None:
-                other = self.medium[items][None, :] != self.medium[targets][:, None]
+                other = self.medium[items[cand]][None, :] != self.medium[targets][:, None]
+                if not p.in_batch:
+                    other[:, 0] = False
                 logits = logits.masked_fill(other, float("-inf"))
             if p.loss == "softmax":
                 rank = F.cross_entropy(logits, t_idx)
@@ -690,11 +741,17 @@ class _FusionFit:
                 cat = F.binary_cross_entropy_with_logits(logit, self.cats[items][has])
                 total = total + p.w_category * cat
                 parts["category"] = float(cat.detach())
+        if p.w_cf > 0 and self.cf_factors is not None:
+            warm = self.seen[items]
+            if warm.any():
+                cf = F.mse_loss(self.module.cf(self._content[warm]), self.cf_factors[items[warm]])
+                total = total + p.w_cf * cf
+                parts["cf"] = float(cf.detach())
         if p.w_rating > 0:
             vals = torch.from_numpy(batch["values"])
             known = torch.isfinite(vals)
             if known.any():
-                pred = self.module.rating(Q[known] * v[t_idx[known]]).squeeze(-1)
+                pred = self.module.rating(Q[known] * v[target_idx[known]]).squeeze(-1)
                 rating = F.mse_loss(pred, vals[known])
                 total = total + p.w_rating * rating
                 parts["rating"] = float(rating.detach())

@@ -1,0 +1,166 @@
+"""Benchmark the fusion model (crossrec) against SASRec, LightGCN and the baselines.
+
+    python bench/bench_fusion.py --data-dir ../shared/data [--only p2-ml-100k,...] \
+        [--models crossrec,sasrec] [--seeds 0,1,2] [--ablation]
+
+Every run goes through ``crossrec.evaluation.runner.evaluate`` (hyper-parameters chosen on
+valid NDCG@20, early stopping on valid, test scored once per seed) on the protocol's split.
+Features: the dataset's own matrices (Last.fm: minilm, vggish, whisper), the classical content
+features (tfidf, categories, attributes, content) and the pretrained-encoder vectors from the
+feature store (text: MiniLM, image: MobileNetV2 posters on ML-1M). One JSON file per (run,
+model or ablation variant) in bench/results/fusion/<run>/, and a summary table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "results" / "fusion"
+
+# name -> (dataset, protocol, encoded modalities, {model: grid}); a grid of one value per
+# parameter fixes the setting (chosen on valid in earlier runs, see BENCHMARKS.md)
+RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
+    "p1-ml-1m": ("ml-1m", "p1", ["text"], {
+        "crossrec": {"objective": ["next"], "id_dropout": [0.1], "max_windows": [1],
+                     "epochs": [8], "patience": [2]},
+        "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [10]},
+        "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [30]},
+    }),
+    "p2-ml-100k": ("ml-100k", "p2", ["text"], {
+        "crossrec": {"objective": ["next"], "id_dropout": [1.0]},
+    }),
+    "p2-ml-1m": ("ml-1m", "p2", ["text", "image"], {
+        "crossrec": {"objective": ["next"], "id_dropout": [1.0]},
+    }),
+    "p3-douban": ("douban", "p3", [], {
+        "crossrec": {"objective": ["set"], "medium_holdout": [0.5], "id_dropout": [0.0]},
+        "sasrec": {"dropout": [0.2], "max_len": [50]},
+        "lightgcn": {"layers": [2], "reg": [1e-4]},
+    }),
+    "p4-lfm2k": ("lastfm-2k", "p4", [], {
+        "crossrec": {"objective": ["set"], "id_dropout": [0.2]},
+    }),
+    "p4-lfm2k-text-only": ("lastfm-2k", "p4", [], {
+        "crossrec": {"objective": ["set"], "id_dropout": [0.2], "features": ["minilm"]},
+    }),
+    "p4-cold-lfm2k": ("lastfm-2k", "p4-cold", [], {
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0]},
+    }),
+    "p4-cold-lfm2k-text-only": ("lastfm-2k", "p4-cold", [], {
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "features": ["minilm"]},
+    }),
+}
+
+# ablation variants on P2 ML-100K (each switches one thing off or on)
+ABLATIONS: dict[str, dict] = {
+    "full": {},
+    "no-align": {"w_align": 0.0},
+    "no-category": {"w_category": 0.0},
+    "with-rating": {"w_rating": 0.1},
+    "bpr": {"loss": "bpr"},
+    "no-logq": {"logq": False},
+    "mean-pooling": {"pooling": "mean"},
+    "set-objective": {"objective": "set"},
+    "no-modality-dropout": {"modality_dropout": 0.0},
+    "weight-decay-0.01": {"weight_decay": 0.01},
+    "dropout-0.5": {"dropout": 0.5},
+    "fgm-0.1": {"fgm_epsilon": 0.1},
+    "text-only": {"features": "text"},
+    "no-text": {"features": "attributes,categories,tfidf"},
+    "ensemble-3": {"ensemble": 3},
+    "lm-lora": {"lm": "lora", "features": "attributes,categories,text", "epochs": 3},
+    "lm-ia3": {"lm": "ia3", "features": "attributes,categories,text", "epochs": 3},
+    "lm-full": {"lm": "full", "features": "attributes,categories,text", "epochs": 3},
+    "lm-lora-field-dropout": {"lm": "lora", "features": "attributes,categories,text",
+                              "epochs": 3, "text_field_dropout": 0.3},
+}
+
+
+def features_for(dataset, modalities: list[str], store: Path) -> dict:
+    from crossrec.fitting import item_features
+
+    return item_features(dataset, modalities, store)[0]
+
+
+def run_one(split, model: str, grid: dict, seeds: list[int], features: dict, out: Path,
+            label: str) -> dict:
+    from crossrec.evaluation.runner import evaluate, machine
+
+    t0 = time.perf_counter()
+    res = evaluate(split, model, seeds=seeds, features=features, grid=grid, progress=False)
+    s = res.summary
+    row = {"run": out.name, "model": model, "variant": label, "params": res.params,
+           "seeds": res.seeds, "valid": res.valid, "grid": res.grid,
+           "test": {k: v for k, v in s.items()},
+           "test_per_seed": {str(k): r.means() for k, r in res.test.items()},
+           "train_seconds": res.train_seconds, "peak_rss_mb": res.peak_rss_mb,
+           "wall_seconds": time.perf_counter() - t0, "extra": res.extra,
+           "machine": machine()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{label}.json").write_text(json.dumps(row, indent=2, default=_jsonable) + "\n")
+    print(f"{out.name:24s} {label:28s} valid {res.valid['ndcg@20']:.4f}  test ndcg@20 "
+          f"{s['ndcg@20']['mean']:.4f} ± {s['ndcg@20']['std']:.4f}  "
+          f"train s {np.median(list(res.train_seconds.values())):.0f}  "
+          f"rss {res.peak_rss_mb:.0f} MB", flush=True)
+    return row
+
+
+def main() -> int:
+    from crossrec.data.datasets import load_dataset
+    from crossrec.evaluation.protocols import make_split
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--only", default="", help="comma-separated run names")
+    ap.add_argument("--models", default="", help="comma-separated models (default: the run's)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--store", type=Path, default=Path(".cache/features"))
+    ap.add_argument("--ablation", action="store_true", help="the ablation table (P2 ML-100K)")
+    ap.add_argument("--variants", default="", help="comma-separated ablation variants")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    only = [r for r in args.only.split(",") if r]
+    if args.ablation:
+        dataset_name, protocol, modalities, grids = RUNS["p2-ml-100k"]
+        ds = load_dataset(dataset_name, args.data_dir / dataset_name)
+        split = make_split(ds, protocol)
+        feats = features_for(ds, modalities, args.store)
+        base = grids["crossrec"]
+        wanted = [v for v in args.variants.split(",") if v] or list(ABLATIONS)
+        for label in wanted:
+            grid = {**base, **{k: [v] for k, v in ABLATIONS[label].items()}}
+            run_one(split, "crossrec", grid, seeds, feats, OUT / "ablation-p2-ml-100k", label)
+        return 0
+    for run, (dataset_name, protocol, modalities, grids) in RUNS.items():
+        if only and run not in only:
+            continue
+        ds = load_dataset(dataset_name, args.data_dir / dataset_name)
+        split = make_split(ds, protocol)
+        feats = features_for(ds, modalities, args.store)
+        models = [m for m in args.models.split(",") if m] or list(grids)
+        for model in models:
+            run_one(split, model, grids.get(model), seeds, feats, OUT / run, model)
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
