@@ -223,6 +223,22 @@ def test_bad_input_is_a_4xx_with_a_message(client, method, url, kw, status, mess
     assert message in r.json()["error"], r.json()
 
 
+def test_a_chunked_body_over_the_limit_is_413_before_parsing(client):
+    def chunks(n):
+        for _ in range(n):
+            yield b"x" * (1 << 20)
+
+    r = client.post("/v1/events", content=chunks(10), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]
+    r = client.post("/v1/items", content=chunks(60), headers={"x-api-key": KEY,
+                    "content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413
+    ok = client.post("/v1/events", content=iter([json.dumps({"events": [
+        {"event_id": "c1", "user_id": "u0001", "item_id": "article-0000", "type": "view"}]}).encode()]),
+        headers={"content-type": "application/json"})
+    assert ok.status_code == 200 and ok.json()["stored"] == 1
+
+
 def test_events_need_a_key_when_configured(content_artifact, demo_dir, tmp_path):
     app = create_app(content_artifact, f"sqlite:///{tmp_path / 'e.db'}", demo_dir,
                      api_key_hashes=[hash_key(KEY)], events_need_key=True)

@@ -78,8 +78,9 @@ def _problem(status: int, error: str, detail: list | None = None) -> JSONRespons
 
 
 class BodyLimit:
-    """Pure ASGI middleware: 413 for a body over the limit (by Content-Length, or counted
-    while it streams); uploads to ``POST /v1/items`` get the larger limit."""
+    """Pure ASGI middleware: 413 for a body over the limit (by its Content-Length, or, for a
+    chunked body, by reading it up to the limit before the app parses anything); uploads to
+    ``POST /v1/items`` get the larger limit."""
 
     def __init__(self, app, max_json: int, max_upload: int):
         self.app, self.max_json, self.max_upload = app, max_json, max_upload
@@ -97,26 +98,31 @@ class BodyLimit:
                 if too_big:
                     return await _problem(413, f"body of {int(value)} bytes is over the limit of "
                                           f"{limit} bytes")(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        # a body without a usable length (chunked): read it up to the limit first, then
+        # replay it to the app, so an oversized one is a 413 before any parsing
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge(limit)
-            return message
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                return await _problem(413, f"body is over the limit of {limit} bytes")(
+                    scope, receive, send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge as e:
-            await _problem(413, f"body is over the limit of {e.limit} bytes")(scope, receive, send)
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    def __init__(self, limit: int):
-        self.limit = limit
+        await self.app(scope, replay, send)
 
 
 class Observe:
