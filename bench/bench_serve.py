@@ -12,6 +12,7 @@
    With ``latency``, the same with one client (no queueing: the time a request takes).
 2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
    PostgreSQL; events/s sustained.
+   With ``recall``, HNSW recall@10 and query time per beam width (efSearch).
 3. Kill -9: under event load the server is killed with SIGKILL; every event acknowledged with
    HTTP 200 "stored" is looked up in the store.
 
@@ -41,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "serve"
 MEDIA = np.array(["article", "picture", "audio", "video"], dtype=object)
-HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 64}   # the service's defaults
+HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 128}   # the service's defaults
 
 
 # -- synthetic artifacts ----------------------------------------------------------------------
@@ -250,6 +251,42 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
     return out
 
 
+def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512)) -> list[dict]:
+    """HNSW recall@10 against exact search and the time of one query, per beam width, on the
+    artifacts built by the recommendations part."""
+    from crossrec.index import Index, build_index
+
+    out = []
+    for n in sizes:
+        art = work / f"art-{n}"
+        if not (art / "index" / "index.json").exists():
+            continue
+        index = Index.load(art / "index")
+        if index.kind != "hnsw":
+            continue
+        vectors = np.load(art / "item_vectors.npy")
+        medium = np.array([index.medium_of(i) for i in range(len(vectors))], dtype=object)
+        exact = build_index(vectors, medium, kind="exact")
+        rng = np.random.default_rng(1)
+        q = vectors[rng.integers(n, size=200)] + 0.3 * rng.normal(size=(200, vectors.shape[1])
+                                                                 ).astype(np.float32)
+        truth, _ = exact.search(q, 10)
+        for ef in efs:
+            index.ef_search = ef
+            for part in index.parts.values():
+                part.ef_search = ef
+            t0 = time.perf_counter()
+            got = np.vstack([index.search(q[i:i + 1], 10)[0] for i in range(len(q))])
+            per_query = (time.perf_counter() - t0) / len(q) * 1000
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)]))
+            row = {"n_items": n, "ef_search": ef, "recall@10": round(recall, 4),
+                   "ms_per_query": round(per_query, 3), **{k: v for k, v in
+                   {"hnsw_m": index.hnsw_m, "ef_construction": index.ef_construction}.items()}}
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
 def _event(i: int, prefix: str) -> bytes:
     return json.dumps({"events": [{"event_id": f"{prefix}-{i}", "user_id": f"u{i % 10_000}",
                                    "item_id": f"i{i % 10_000}", "type": "click"}]}).encode()
@@ -330,9 +367,9 @@ def main(argv=None) -> int:
     p.add_argument("--event-duration", type=float, default=20.0)
     p.add_argument("--latency-duration", type=float, default=15.0)
     p.add_argument("--pg-url", default=os.environ.get("CROSSREC_TEST_PG_URL"))
-    p.add_argument("--parts", default="recs,latency,events,kill9")
+    p.add_argument("--parts", default="recs,latency,recall,events,kill9")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
-    p.add_argument("--ef-search", type=int, default=64, help="HNSW beam width (default 64)")
+    p.add_argument("--ef-search", type=int, default=128, help="HNSW beam width (default 128)")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
     args.work.mkdir(parents=True, exist_ok=True)
@@ -350,6 +387,9 @@ def main(argv=None) -> int:
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")],
                                      args.latency_duration, args.work, clients=1)
         (OUT / "latency-1-client.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+    if "recall" in parts:
+        rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)
+        (OUT / "hnsw-recall.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "events" in parts:
         rows = bench_events(stores, args.event_duration, args.work)
         (OUT / "events.json").write_text(json.dumps({**info, "runs": rows}, indent=2))

@@ -109,7 +109,7 @@ class Index:
     """
 
     def __init__(self, dim: int, kind: str = "exact", hnsw_m: int = 32,
-                 ef_construction: int = 80, ef_search: int = 64):
+                 ef_construction: int = 80, ef_search: int = 128):
         if kind not in ("exact", "flat", "hnsw"):
             raise ValueError(f"unknown index kind {kind!r}; expected exact, flat or hnsw")
         self.dim, self.kind = int(dim), kind
