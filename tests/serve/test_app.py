@@ -318,3 +318,29 @@ def test_user_ids_are_hashed_in_logs(client, caplog):
         client.get("/v1/users/u0007/recommendations")
         _like(client, "u0007", "article-0000", 0)
     assert caplog.records and "u0007" not in caplog.text
+
+
+def test_items_added_while_others_search_never_break_a_request(client):
+    errors, done = [], threading.Event()
+
+    def hammer():
+        while not done.is_set():
+            for url in ("/v1/search?q=bebop%20saxophone&k=20", "/v1/users/u0009/recommendations?k=20"):
+                r = client.get(url)
+                if r.status_code != 200:
+                    errors.append((url, r.status_code, r.text[:200]))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(12):
+        r = client.post("/v1/items", data={"item_id": f"live-{n}", "medium": "article",
+                                           "title": "Bebop saxophone", "description": "jazz club"},
+                        headers={"X-API-Key": KEY})
+        assert r.status_code == 201, r.text
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(i["item_id"].startswith("live-") for i in
+               client.get("/v1/search", params={"q": "bebop saxophone", "k": 20}).json()["items"]) >= 10

@@ -144,21 +144,25 @@ class Loaded:
         for part in self.index.parts.values():
             part.matrix  # noqa: B018  (consolidate once: searches never mutate the index)
         self.live: list[LiveItem] = []
-        self.live_vectors = np.zeros((0, self.vectors.shape[1]), np.float32)
-        self.live_media = np.zeros(0, object)
+        # (vectors, media) of the items added at run time, replaced as one tuple
+        self.live_arrays = (np.zeros((0, self.vectors.shape[1]), np.float32), np.zeros(0, object))
         self._user_cache: dict[str, tuple[tuple[int, str], np.ndarray]] = {}
         self.loaded_at = time.time()
 
     # -- items --------------------------------------------------------------------------------
     @property
     def total_items(self) -> int:
-        return self.n_items + len(self.live)
+        return self.n_items + len(self.live_arrays[1])
 
     def position(self, item_id: str) -> int:
         pos = self.item_pos.get(item_id)
         if pos is None:
             raise NotFound(f"unknown item {item_id!r}")
         return pos
+
+    @property
+    def live_vectors(self) -> np.ndarray:
+        return self.live_arrays[0]
 
     def vector(self, pos: int) -> np.ndarray:
         return self.vectors[pos] if pos < self.n_items else self.live_vectors[pos - self.n_items]
@@ -167,15 +171,17 @@ class Loaded:
         return self.medium[pos]
 
     def add_live(self, item: LiveItem, vector: np.ndarray) -> int:
-        pos = self.total_items
+        pos = self.n_items + len(self.live)
         self.item_ids.append(item.item_id)
         self.medium.append(item.medium)
+        self.live.append(item)
         if item.medium not in self.media:
             self.media = sorted({*self.media, item.medium})
-        # copy-on-write: readers see either the old or the new arrays, never a partial one
-        self.live_vectors = np.vstack([self.live_vectors, vector[None].astype(np.float32)])
-        self.live_media = np.append(self.live_media, item.medium)
-        self.live.append(item)
+        # published last, in one assignment: a search sees the new item only once everything
+        # it needs to show it is in place (copy-on-write, never a partial array)
+        vectors, media = self.live_arrays
+        self.live_arrays = (np.vstack([vectors, vector[None].astype(np.float32)]),
+                            np.append(media, item.medium))
         self.item_pos[item.item_id] = pos
         return pos
 
@@ -186,7 +192,7 @@ class Loaded:
         fetch = k + len(exclude)
         ids, scores = self.index.search(query[None], fetch, media=media)
         ids, scores = ids[0], scores[0]
-        live_v, live_m = self.live_vectors, self.live_media
+        live_v, live_m = self.live_arrays
         if len(live_v):
             s = live_v @ query
             ok = np.ones(len(s), bool) if media is None else np.isin(live_m, list(media))
