@@ -163,9 +163,9 @@ def run_demo(data_dir: str | os.PathLike = "data/demo", out: str | os.PathLike =
     data_dir = Path(data_dir)
     t0 = time.perf_counter()
     if dataset is None:
-        from crossrec.data.world import write_world
+        from crossrec.data.world import is_world, write_world
 
-        if not (data_dir / "items.jsonl").exists():
+        if not is_world(data_dir, n_items=n_items, n_users=n_users):   # absent, or other data
             write_world(data_dir, n_items=n_items, n_users=n_users)
             log.info("generated the demo world in %s (%.1fs)", data_dir, time.perf_counter() - t0)
         ds = load_dataset("demo", data_dir)

@@ -10,13 +10,15 @@ import numpy as np
 from PIL import Image
 
 from crossrec.data.datasets import load_dataset
-from crossrec.data.world import MEDIA, THEMES, write_world
+from crossrec.data.world import MEDIA, THEMES, is_world, write_world
 
 
 def test_world_is_deterministic_and_every_medium_decodes(tmp_path):
     a = write_world(tmp_path / "a", n_items=24, n_users=30, seed=2)
     b = write_world(tmp_path / "b", n_items=24, n_users=30, seed=2)
     assert (a / "interactions.csv").read_text() == (b / "interactions.csv").read_text()
+    assert is_world(a, n_items=24, n_users=30, seed=2) and not is_world(a, n_items=24)
+    assert not is_world(tmp_path / "nothing")
     items = [json.loads(line) for line in (a / "items.jsonl").read_text().splitlines()]
     assert [i["medium"] for i in items[:4]] == list(MEDIA) and items[0]["item_id"] == "article-0000"
     assert {i["categories"][0] for i in items} == set(THEMES)

@@ -14,6 +14,7 @@ Files written to the output folder (a ``demo`` / ``folder`` dataset):
                        (pictures; a poster for videos), audio, video (paths relative to the folder)
     interactions.csv   user_id,item_id,rating,timestamp
     media/             the generated files
+    world.json         the generator's parameters (a folder without it is generated again)
 
 Example:
     >>> write_world("data/demo", n_items=320, n_users=300)
@@ -51,6 +52,8 @@ THEMES: dict[str, dict] = {
              "sky": (120, 130, 150), "ground": (50, 50, 60), "accent": (250, 230, 120)},
 }
 MEDIA = ("article", "picture", "audio", "video")
+WORLD_FILE = "world.json"
+WORLD_VERSION = 1
 _SENTENCES = (
     "This {medium} is about {a}, {b} and {c}.",
     "You will find {a} and {b} here, with a little {c}.",
@@ -121,7 +124,26 @@ def write_world(out: str | os.PathLike, n_items: int = 320, n_users: int = 300, 
                          .round())
             lines.append(f"user-{u:03d},{items[i]['item_id']},{rating},{ts}")
     _atomic_write(out / "interactions.csv", "\n".join(lines) + "\n")
+    _atomic_write(out / WORLD_FILE, json.dumps(world_params(n_items, n_users, seed, mean_history,
+                                                            video_seconds)) + "\n")
     return out
+
+
+def world_params(n_items: int = 320, n_users: int = 300, seed: int = 0, mean_history: int = 24,
+                 video_seconds: float = 2.0) -> dict:
+    """What ``world.json`` records: a folder with other contents is generated again."""
+    return {"generator": "crossrec.data.world", "version": WORLD_VERSION, "n_items": n_items,
+            "n_users": n_users, "seed": seed, "mean_history": mean_history,
+            "video_seconds": video_seconds}
+
+
+def is_world(folder: str | os.PathLike, **params) -> bool:
+    """True when ``folder`` holds a world written by :func:`write_world` with ``params``."""
+    path = Path(folder) / WORLD_FILE
+    try:
+        return json.loads(path.read_text()) == world_params(**params)
+    except (OSError, ValueError):
+        return False
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -300,4 +322,4 @@ def _write_video(path: Path, theme: str, rng: np.random.Generator, seconds: floa
     return poster
 
 
-__all__ = ["MEDIA", "THEMES", "write_world"]
+__all__ = ["MEDIA", "THEMES", "is_world", "world_params", "write_world"]
