@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # generate the demo world, encode it, evaluate, fit, then serve the page at http://127.0.0.1:8000
+# (DEMO_ARGS: more `crossrec demo` options, e.g. DEMO_ARGS="--port 8080")
 demo: install
-	$(BIN)/crossrec demo --data-dir data/demo --out artifacts/demo
+	$(BIN)/crossrec demo --data-dir data/demo --out artifacts/demo $(DEMO_ARGS)
 
 test: install
 	CROSSREC_DATA_DIR=$(DATA) $(BIN)/python -m pytest -q
