@@ -29,51 +29,52 @@ OUT = HERE / "results" / "fusion"
 RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
     "p1-ml-1m": ("ml-1m", "p1", ["text"], {
         "crossrec": {"objective": ["next"], "id_dropout": [0.1], "max_windows": [1],
-                     "epochs": [8], "patience": [2]},
-        "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [10]},
-        "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [30]},
+                     "epochs": [5], "patience": [2]},
+        "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [5], "patience": [2]},
+        "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
     "p2-ml-100k": ("ml-100k", "p2", ["text"], {
-        "crossrec": {"objective": ["next"], "id_dropout": [1.0]},
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0]},
     }),
     "p2-ml-1m": ("ml-1m", "p2", ["text", "image"], {
-        "crossrec": {"objective": ["next"], "id_dropout": [1.0]},
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+                     "max_targets": [10], "epochs": [8], "patience": [2]},
     }),
     "p3-douban": ("douban", "p3", [], {
-        "crossrec": {"objective": ["set"], "medium_holdout": [0.5], "id_dropout": [0.0]},
-        "sasrec": {"dropout": [0.2], "max_len": [50]},
-        "lightgcn": {"layers": [2], "reg": [1e-4]},
-    }),
-    "p4-lfm2k": ("lastfm-2k", "p4", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [0.2]},
-    }),
-    "p4-lfm2k-text-only": ("lastfm-2k", "p4", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [0.2], "features": ["minilm"]},
+        "crossrec": {"objective": ["set"], "medium_holdout": [0.5], "id_dropout": [0.0],
+                     "w_pop": [1.0], "epochs": [10], "patience": [2]},
+        "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [10], "patience": [2]},
+        "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
     "p4-cold-lfm2k": ("lastfm-2k", "p4-cold", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0]},
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+                     "epochs": [10], "patience": [2]},
     }),
     "p4-cold-lfm2k-text-only": ("lastfm-2k", "p4-cold", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "features": ["minilm"]},
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+                     "epochs": [10], "patience": [2], "features": ["minilm,tfidf"]},
     }),
 }
 
 # ablation variants on P2 ML-100K (each switches one thing off or on)
 ABLATIONS: dict[str, dict] = {
     "full": {},
+    "no-popularity-head": {"w_pop": 0.0},
     "no-align": {"w_align": 0.0},
     "no-category": {"w_category": 0.0},
     "with-rating": {"w_rating": 0.1},
+    "with-cf-head": {"w_cf": 1.0},
     "bpr": {"loss": "bpr"},
     "no-logq": {"logq": False},
+    "next-objective": {"objective": "next"},
     "mean-pooling": {"pooling": "mean"},
-    "set-objective": {"objective": "set"},
     "no-modality-dropout": {"modality_dropout": 0.0},
+    "id-dropout-0.5": {"id_dropout": 0.5},
     "weight-decay-0.01": {"weight_decay": 0.01},
     "dropout-0.5": {"dropout": 0.5},
     "fgm-0.1": {"fgm_epsilon": 0.1},
     "text-only": {"features": "text"},
-    "no-text": {"features": "attributes,categories,tfidf"},
+    "no-minilm": {"features": "attributes,categories,tfidf"},
     "ensemble-3": {"ensemble": 3},
     "lm-lora": {"lm": "lora", "features": "attributes,categories,text", "epochs": 3},
     "lm-ia3": {"lm": "ia3", "features": "attributes,categories,text", "epochs": 3},

@@ -6,10 +6,14 @@ Item tower (per item i, modalities m with features x_im and presence mask):
     a_i  = softmax over present m of gate_m(p_im)         masked: absent modalities get 0
     c_i  = Σ_m a_im p_im                            (d,)  content vector (0 without content)
     v_i  = c_i + keep_i · e_i                       (d,)  item-id embedding, dropped with
-                                                          probability id_dropout in training and
-                                                          always off for items never seen
-    b_i  = MLP_b(c_i) + keep_i · β_i                      bias: popularity predicted from
-                                                          content, plus a learned id offset
+                                                          probability id_dropout in training
+                                                          (on the scored side; the history
+                                                          side keeps it unless
+                                                          id_dropout_inputs) and always off
+                                                          for items never seen
+    b_i  = MLP_b(c_i) + s · MLP_p(c_i) + keep_i · β_i     bias from content (MLP_p is trained
+                                                          on log popularity when w_pop > 0),
+                                                          plus a learned id offset
 
 User tower: the user's last ``max_len`` items as v vectors (oldest left, padded on the left)
 plus a learned slot embedding (the last slot is the most recent item: recency), through a small
@@ -35,6 +39,9 @@ Losses (each weighted; weight 0 switches it off):
 - alignment (``w_align``): InfoNCE between an item's modality projections (all pairs).
 - category head (``w_category``): multi-label genres / categories from v_i.
 - rating head (``w_rating``): standardised rating from u ⊙ v_i (rows with a known value).
+- popularity head (``w_pop``): the content vector predicts the item's standardised log
+  popularity (items with interactions); the bias adds it times a learned scale, so a cold item
+  gets the popularity its content suggests.
 - collaborative head (``w_cf``): the content vector c_i predicts (through a linear map) the
   item's implicit-ALS factors fitted on the same training data, for items with interactions:
   content learns what co-consumption says (the CB2CF idea, as one more task). ``cf_init``
@@ -104,6 +111,8 @@ def build_item_tower(n_items: int, dims: dict[str, int], n_categories: int, d: i
             self.id_bias = nn.Embedding(n_items, 1)
             nn.init.zeros_(self.id_bias.weight)
             self.bias_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+            self.pop_head = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 1))
+            self.pop_scale = nn.Parameter(torch.zeros(()))
             self.cat_head = nn.Linear(d, n_categories) if n_categories else None
 
         def forward(self, items, feats: dict, present, keep):
@@ -122,7 +131,9 @@ def build_item_tower(n_items: int, dims: dict[str, int], n_categories: int, d: i
                 P = torch.zeros(n, 0, self.id_emb.embedding_dim)
                 c = torch.zeros(n, self.id_emb.embedding_dim)
             v = c + keep[:, None] * self.id_emb(items)
-            b = self.bias_head(c).squeeze(-1) + keep * self.id_bias(items).squeeze(-1)
+            self.pop = self.pop_head(c).squeeze(-1)           # predicted log popularity
+            b = self.bias_head(c).squeeze(-1) + self.pop_scale * self.pop \
+                + keep * self.id_bias(items).squeeze(-1)
             return v, b, c, P
 
     return ItemTower()
@@ -224,9 +235,10 @@ class FusionRecommender(Recommender, VectorModel):
                  medium_holdout: float = 0.0, max_targets: int = 20,
                  max_windows: int | None = None,
                  w_rank: float = 1.0, w_align: float = 0.1, w_category: float = 0.1,
-                 w_rating: float = 0.0, w_cf: float = 0.0, cf_init: bool = False,
+                 w_rating: float = 0.0, w_pop: float = 0.0, w_cf: float = 0.0, cf_init: bool = False,
                  align_temperature: float = 0.1,
-                 id_dropout: float = 0.2, modality_dropout: float = 0.1, dropout: float = 0.2,
+                 id_dropout: float = 0.2, id_dropout_inputs: bool = False,
+                 modality_dropout: float = 0.1, dropout: float = 0.2,
                  weight_decay: float = 0.0, lr: float = 1e-3, batch_size: int = 128,
                  epochs: int = 30, patience: int = 3, accumulate: int = 1,
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
@@ -253,10 +265,12 @@ class FusionRecommender(Recommender, VectorModel):
         self.w_align = w_align
         self.w_category = w_category
         self.w_rating = w_rating
+        self.w_pop = w_pop
         self.w_cf = w_cf
         self.cf_init = cf_init
         self.align_temperature = align_temperature
         self.id_dropout = id_dropout
+        self.id_dropout_inputs = id_dropout_inputs
         self.modality_dropout = modality_dropout
         self.dropout = dropout
         self.weight_decay = weight_decay
@@ -512,6 +526,10 @@ class _FusionFit:
             self.has_cats = torch.from_numpy(Y.any(1))
         pop = train.item_popularity.astype(np.float64)
         self.seen = torch.from_numpy(pop > 0)
+        lp = np.log1p(pop)
+        lp = (lp - lp[pop > 0].mean()) / max(float(lp[pop > 0].std()), 1e-12) if (pop > 0).any() \
+            else lp
+        self.log_pop = torch.from_numpy(lp.astype(np.float32))
         self.pop_share = torch.from_numpy((pop / max(pop.sum(), 1.0)).astype(np.float32))
         medium = train.item_medium
         if medium is not None and p.same_medium and len(set(medium.tolist())) > 1:
@@ -597,6 +615,9 @@ class _FusionFit:
             keep = keep * (torch.rand(len(items)) >= p.id_dropout).float()
         v, b, c, P = self.module.item(items, feats, present, keep)
         self._content = c                                    # for the collaborative head
+        # the history side keeps every seen item's id (id dropout acts on the scored side)
+        self._inputs = v if p.id_dropout_inputs or not train else \
+            c + self.seen[items].float()[:, None] * self.module.item.id_emb(items)
         return v, b, P, present
 
     def _augment(self, text: str) -> str:
@@ -693,7 +714,7 @@ class _FusionFit:
         pos_in_items = torch.full((n_items + 1,), -1, dtype=torch.long)
         pos_in_items[items] = torch.arange(len(items))
         valid = seq < n_items
-        x = v[pos_in_items[seq].clamp(min=0)] * valid[..., None]               # (B, T, d)
+        x = self._inputs[pos_in_items[seq].clamp(min=0)] * valid[..., None]    # (B, T, d)
         users = torch.from_numpy(batch["users"]) if p.user_id else None
         H = self.module.user(x, valid, p.objective == "next", users)          # (B, T, d)
         rows, slots = torch.from_numpy(batch["rows"]), torch.from_numpy(batch["slots"])
@@ -741,6 +762,12 @@ class _FusionFit:
                 cat = F.binary_cross_entropy_with_logits(logit, self.cats[items][has])
                 total = total + p.w_category * cat
                 parts["category"] = float(cat.detach())
+        if p.w_pop > 0:
+            warm = self.seen[items]
+            if warm.any():
+                pop = F.mse_loss(self.module.item.pop[warm], self.log_pop[items[warm]])
+                total = total + p.w_pop * pop
+                parts["pop"] = float(pop.detach())
         if p.w_cf > 0 and self.cf_factors is not None:
             warm = self.seen[items]
             if warm.any():
