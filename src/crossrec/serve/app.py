@@ -266,7 +266,8 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
 
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):          # a bug: logged, never a stack trace out
-        log.exception("internal error on %s %s", request.method, request.url.path)
+        route = getattr(request.scope.get("route"), "path", "unmatched")   # no ids in logs
+        log.exception("internal error on %s %s", request.method, route)
         return _problem(500, "internal error")
 
     # -- dependencies -------------------------------------------------------------------------
