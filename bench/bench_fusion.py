@@ -125,7 +125,12 @@ def main() -> int:
     ap.add_argument("--store", type=Path, default=Path(".cache/features"))
     ap.add_argument("--ablation", action="store_true", help="the ablation table (P2 ML-100K)")
     ap.add_argument("--variants", default="", help="comma-separated ablation variants")
+    ap.add_argument("--summary", action="store_true", help="print the tables from the JSON "
+                    "files and exit")
     args = ap.parse_args()
+    if args.summary:
+        print(summary())
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     only = [r for r in args.only.split(",") if r]
     if args.ablation:
@@ -149,6 +154,32 @@ def main() -> int:
         for model in models:
             run_one(split, model, grids.get(model), seeds, feats, OUT / run, model)
     return 0
+
+
+def summary() -> str:
+    """Markdown tables (one per run folder) from bench/results/fusion/*/*.json."""
+    lines = []
+    for folder in sorted(p for p in OUT.iterdir() if p.is_dir()):
+        rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        if not rows:
+            continue
+        lines += [f"### {folder.name}", "",
+                  "| variant | seeds | valid NDCG@20 | test NDCG@20 | recall@20 | hr@20 | "
+                  "coverage@10 | train s (median) | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        rows.sort(key=lambda r: -r["test"]["ndcg@20"]["mean"])
+        for r in rows:
+            t = r["test"]
+            sd = f" ± {t['ndcg@20']['std']:.4f}" if len(r["seeds"]) > 1 else ""
+            lines.append(
+                f"| {r['variant']} | {','.join(map(str, r['seeds']))} | "
+                f"{r['valid']['ndcg@20']:.4f} | {t['ndcg@20']['mean']:.4f}{sd} | "
+                f"{t['recall@20']['mean']:.4f} | {t['hr@20']['mean']:.4f} | "
+                f"{t['coverage@10']['mean']:.4f} | "
+                f"{np.median(list(r['train_seconds'].values())):.0f} | "
+                f"{r['peak_rss_mb']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _jsonable(value):
