@@ -22,10 +22,13 @@ BASELINES = "random,pop,itemknn,als,bpr,content,ease"
 RUNS = {  # name -> (dataset, protocol, models)
     "p1-ml-1m": ("ml-1m", "p1", BASELINES),
     "p1b-ml-100k": ("ml-100k", "p1b", BASELINES),
-    "p2-ml-1m": ("ml-1m", "p2", "random,pop,content"),  # collaborative models cannot score cold items
-    "p2-ml-100k": ("ml-100k", "p2", "random,pop,content"),
+    # collaborative models cannot score cold items; cb2cf maps content to them
+    "p2-ml-1m": ("ml-1m", "p2", "random,pop,content,cb2cf"),
+    "p2-ml-100k": ("ml-100k", "p2", "random,pop,content,cb2cf"),
+    "p2-tail-ml-1m": ("ml-1m", "p2-tail", "random,pop,content,cb2cf"),
+    "p2-tail-ml-100k": ("ml-100k", "p2-tail", "random,pop,content,cb2cf"),
     # Douban has no content; EASE's dense item-item inverse (12k items) is too slow for 2 cores
-    "p3-douban": ("douban", "p3", "random,pop,itemknn,als,bpr"),
+    "p3-douban": ("douban", "p3", "random,pop,itemknn,als,bpr,userknn"),
     "p4-lfm2k": ("lastfm-2k", "p4", "random,pop,itemknn,als,bpr,content"),  # 17.6k items
     "p5-ml-1m": ("ml-1m", "p5", BASELINES),
 }

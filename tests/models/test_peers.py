@@ -118,9 +118,7 @@ def test_userknn_ridge_map_equals_the_primal_solution():
     assert not dual[:, :10].any()                                 # no book predicted by it
 
 
-def test_userknn_needs_a_source_medium_for_the_ridge_map():
-    with pytest.raises(ValueError, match="needs a source_medium"):
-        build_model("userknn", ridge_weight=0.5).fit(_cross_media())
+def test_userknn_explains_an_unknown_source_medium():
     with pytest.raises(ValueError, match="no items of medium 'video'"):
         build_model("userknn", source_medium="video").fit(_cross_media())
 

@@ -9,7 +9,8 @@ Cremonesi, Tripodi & Turrin, "Cross-domain recommender systems", ICDMW 2011).
    neighbours say little.
 4. Optionally (``ridge_weight`` > 0) plus a ridge map from source-medium history to the items
    of the other media, ``W = (XₛᵀXₛ + λI)⁻¹ XₛᵀXₜ``, fitted on every training user and
-   normalised like 2. It is computed in its dual form, ``W = Xₛᵀ(XₛXₛᵀ + λI)⁻¹Xₜ``, whose
+   normalised like 2 (with ``source_medium=None``: from the whole history to every item). It is
+   computed in its dual form, ``W = Xₛᵀ(XₛXₛᵀ + λI)⁻¹Xₜ``, whose
    system is (n_users × n_users) whatever the number of items.
 
 On P3 (Douban books -> music) the test users have only books in training, so with
@@ -42,8 +43,6 @@ class UserKNNRecommender(Recommender):
         grid = dict(cls.param_grid)
         if len(media) > 1:
             grid["source_medium"] = [None, *media]
-        else:
-            grid["ridge_weight"] = [0.0]          # the ridge map needs a source medium
         return grid
 
     def __init__(self, k: int = 200, source_medium: str | None = None, pop_weight: float = 0.1,
@@ -88,8 +87,6 @@ class UserKNNRecommender(Recommender):
 
     def _source_items(self, train: TrainData) -> np.ndarray:
         if self.source_medium is None:
-            if self.ridge_weight > 0:
-                raise ValueError("userknn: ridge_weight > 0 needs a source_medium")
             return np.arange(train.n_items)
         if train.item_medium is None:
             raise ValueError("userknn: source_medium given but the data has no item media")
@@ -109,7 +106,10 @@ class UserKNNRecommender(Recommender):
                               f"max_memory_mb={self.max_memory_mb:g}")
         K = (Xs @ Xs.T).toarray().astype(np.float64)
         K[np.diag_indices(n_users)] += self.ridge
-        other = np.setdiff1d(np.arange(n_items), src)                   # the other media's items
+        # the other media's items; with no source medium, every item (a user's own items then
+        # score high too, but seen items are never recommended)
+        other = (np.arange(n_items) if self.source_medium is None
+                 else np.setdiff1d(np.arange(n_items), src))
         out = np.zeros((n_users, n_items), dtype=np.float32)
         out[:, other] = scipy.linalg.solve(K, X[:, other].toarray().astype(np.float64),
                                            assume_a="pos")
