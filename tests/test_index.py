@@ -91,3 +91,15 @@ def test_hnsw_recall_at_10_is_at_least_095_at_100k_items():
         got, _ = hnsw.search(queries, 10, media=filt)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
         assert recall >= 0.95, (filt, recall, build_s)
+
+
+def test_frozen_exact_index_searches_every_medium_at_once_and_add_unfreezes():
+    vectors, media, queries = _data(3000, seed=4)
+    index = build_index(vectors[:2000], media[:2000], kind="exact").freeze()
+    assert index._all is not None
+    np.testing.assert_array_equal(index.search(queries, 10)[0], _brute(vectors[:2000], queries, 10))
+    one, s = index.search(queries[:1], 10)                      # the one-query fast path
+    np.testing.assert_array_equal(one, _brute(vectors[:2000], queries[:1], 10))
+    index.add(vectors[2000:], media=media[2000:])
+    assert index._all is None
+    np.testing.assert_array_equal(index.search(queries, 10)[0], _brute(vectors, queries, 10))

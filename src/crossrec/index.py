@@ -35,6 +35,11 @@ def _topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     if k == 0:
         return np.zeros((len(scores), 0), np.int64), np.zeros((len(scores), 0), np.float32)
+    if len(scores) == 1:                                   # one query: the serving case, 1-D
+        s = scores[0]
+        part = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
+        order = np.argsort(-s[part], kind="stable")
+        return part[order][None], s[part][order][None]
     if k < scores.shape[1]:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
@@ -116,6 +121,7 @@ class Index:
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.parts: dict[str, _Part] = {}
         self._medium_of: dict[int, str] = {}
+        self._all: _Part | None = None          # exact kind, frozen: every item in one matrix
 
     def __len__(self) -> int:
         return sum(len(p.ids) for p in self.parts.values())
@@ -141,6 +147,7 @@ class Index:
         media = np.asarray(list(media) if not isinstance(media, np.ndarray) else media, object)
         if len(ids) != n or len(media) != n:
             raise ValueError(f"{n} vectors, {len(ids)} ids, {len(media)} media")
+        self._all = None
         dup = [int(i) for i in ids if int(i) in self._medium_of]
         if dup or len(set(ids.tolist())) != n:
             raise ValueError(f"ids already in the index: {dup[:5] or 'repeated in the batch'}")
@@ -152,6 +159,19 @@ class Index:
                                              self.ef_construction, self.ef_search)
             part.add(vectors[rows], ids[rows])
         self._medium_of.update(zip(ids.tolist(), media.astype(str).tolist()))
+
+    def freeze(self) -> Index:
+        """Consolidate for concurrent read-only searching (no lazy work left inside a search);
+        an exact index also keeps all items in one matrix, so a search over every medium is
+        one product instead of one per medium. ``add`` afterwards unfreezes it."""
+        for part in self.parts.values():
+            part.matrix  # noqa: B018  (stacks pending chunks)
+        if self.kind == "exact" and len(self.parts) > 1:
+            whole = _Part("exact", self.dim, self.hnsw_m, self.ef_construction, self.ef_search)
+            whole.ids = np.concatenate([p.ids for p in self.parts.values()])
+            whole._matrix = np.vstack([p.matrix for p in self.parts.values()])
+            self._all = whole
+        return self
 
     def medium_of(self, item_id: int) -> str | None:
         return self._medium_of.get(int(item_id))
@@ -180,6 +200,8 @@ class Index:
             return np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
         if mask is not None:
             mask = np.asarray(mask, bool)
+        if media is None and self._all is not None:
+            wanted = {"*": self._all}
         got = [self._search_part(p, queries, k, mask) for p in wanted.values()]
         ids = np.hstack([g[0] for g in got])
         scores = np.hstack([g[1] for g in got])

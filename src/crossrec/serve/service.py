@@ -141,12 +141,12 @@ class Loaded:
         else:
             self.index = build_index(self.vectors, self.medium,
                                      kind="auto" if index_kind == "prebuilt" else index_kind)
-        for part in self.index.parts.values():
-            part.matrix  # noqa: B018  (consolidate once: searches never mutate the index)
+        self.index.freeze()                 # searches never mutate the index
         self.live: list[LiveItem] = []
         # (vectors, media) of the items added at run time, replaced as one tuple
         self.live_arrays = (np.zeros((0, self.vectors.shape[1]), np.float32), np.zeros(0, object))
         self._user_cache: dict[str, tuple[tuple[int, str], np.ndarray]] = {}
+        self._cards: dict[int, dict[str, Any]] = {}     # static display data per position
         self.loaded_at = time.time()
 
     # -- items --------------------------------------------------------------------------------
@@ -412,8 +412,8 @@ class Service:
             if info["likes"] else []
         if not hist or not positions:
             return [list(likes) for _ in positions]
-        H = np.stack([loaded.vector(p) for p in hist])                    # (h, d)
-        V = np.stack([loaded.vector(p) for p in positions])               # (k, d)
+        H = self._rows(hist, loaded)                                      # (h, d)
+        V = self._rows(positions, loaded)                                 # (k, d)
         contrib = V @ H.T                                                 # (k, h)
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
         out = []
@@ -431,6 +431,13 @@ class Service:
                 why += likes
             out.append(why)
         return out
+
+    @staticmethod
+    def _rows(positions: list[int], loaded: Loaded) -> np.ndarray:
+        idx = np.asarray(positions, np.int64)
+        if len(idx) and idx.max() < loaded.n_items:
+            return loaded.vectors[idx]
+        return np.stack([loaded.vector(p) for p in positions])
 
     def _modality(self, a: int, b: int, loaded: Loaded) -> str:
         """Which block of the content space contributed most to a · b ("collaborative" for
@@ -513,7 +520,14 @@ class Service:
         return "/media/" + rel.as_posix()
 
     def item_card(self, pos: int, loaded: Loaded | None = None) -> dict[str, Any]:
+        """What a client shows of an item (a fresh dict: callers add score and because)."""
         loaded = loaded or self.loaded
+        card = loaded._cards.get(pos)
+        if card is None:
+            card = loaded._cards[pos] = self._card(pos, loaded)
+        return {**card, "categories": list(card["categories"]), "media": dict(card["media"])}
+
+    def _card(self, pos: int, loaded: Loaded) -> dict[str, Any]:
         if pos >= loaded.n_items:
             live = loaded.live[pos - loaded.n_items]
             c = live.content
