@@ -76,3 +76,37 @@ def test_train_errors_are_one_line(demo, tmp_path, capsys):
     assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
                  "--config", str(cfg), "--out", str(tmp_path / "a")]) == 2
     assert "modle" in capsys.readouterr().err
+
+
+def test_evaluate_runs_the_torch_models_on_a_split_folder(demo, tmp_path):
+    split = tmp_path / "split"
+    assert main(["split", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--out", str(split)]) == 0
+    cfg = tmp_path / "evaluate.toml"
+    cfg.write_text(f"""
+dataset = "demo"
+data_dir = "{demo}"
+split = "{split}"
+models = ["crossrec", "sasrec", "lightgcn"]
+encode = []
+[grids.crossrec]
+dim = [16]
+epochs = [3]
+progress = [false]
+[grids.sasrec]
+dim = [16]
+epochs = [3]
+progress = [false]
+[grids.lightgcn]
+dim = [16]
+epochs = [4]
+progress = [false]
+""")
+    runs = tmp_path / "runs"
+    assert main(["evaluate", "--config", str(cfg), "--export-runs", str(runs),
+                 "--out", str(tmp_path / "out")]) == 0
+    for name in ("crossrec", "sasrec", "lightgcn"):
+        lines = (runs / f"{name}.tsv").read_text().splitlines()
+        assert lines[0] == "user_id\titem_id\trank\tscore" and len(lines) > 100
+        result = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert result["test"]["ndcg@20"]["mean"] > 0
