@@ -273,7 +273,7 @@ def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512)) -> list[
         truth, _ = exact.search(q, 10)
         for ef in efs:
             index.ef_search = ef
-            for part in index.parts.values():
+            for part in [*index.parts.values(), *([index._all] if index._all else [])]:
                 part.ef_search = ef
             t0 = time.perf_counter()
             got = np.vstack([index.search(q[i:i + 1], 10)[0] for i in range(len(q))])

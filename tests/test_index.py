@@ -62,9 +62,12 @@ def test_save_and_load_give_the_same_results(kind, tmp_path):
     vectors, media, queries = _data(500)
     index = build_index(vectors, media, kind=kind)
     a = index.search(queries, 10, media={"article", "audio"})
+    everything = index.search(queries, 10)
     back = Index.load(index.save(tmp_path / "idx"))
     b = back.search(queries, 10, media={"article", "audio"})
     np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(everything[0], back.search(queries, 10)[0])
+    assert (back._all is not None) == (kind != "exact")          # faiss: an all-media graph
     assert back.kind == kind and back.counts() == index.counts()
 
 

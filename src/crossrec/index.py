@@ -6,7 +6,9 @@ score). Results are padded with id -1 and score -inf where fewer than k items qu
 
 The medium filter keeps one sub-index per medium: a query restricted to some media searches
 those sub-indices and merges their top k, so a rare medium is never starved the way a
-post-filter or a filtered graph walk can starve it. ``mask`` (a boolean per item id) is an
+post-filter or a filtered graph walk can starve it. A query over all media searches one more
+sub-index that holds every item (kept alongside for faiss kinds: one graph walk, not one per
+medium; built by ``freeze()`` for the exact kind). ``mask`` (a boolean per item id) is an
 exact post-filter: the sub-indices are asked for more items until k pass it.
 
 Example:
@@ -121,7 +123,10 @@ class Index:
         self.hnsw_m, self.ef_construction, self.ef_search = hnsw_m, ef_construction, ef_search
         self.parts: dict[str, _Part] = {}
         self._medium_of: dict[int, str] = {}
-        self._all: _Part | None = None          # exact kind, frozen: every item in one matrix
+        # every item in one more sub-index, for searches over all media: kept alongside the
+        # per-medium ones for faiss kinds (one graph walk instead of one per medium), built by
+        # freeze() for the exact kind
+        self._all: _Part | None = None
 
     def __len__(self) -> int:
         return sum(len(p.ids) for p in self.parts.values())
@@ -147,7 +152,8 @@ class Index:
         media = np.asarray(list(media) if not isinstance(media, np.ndarray) else media, object)
         if len(ids) != n or len(media) != n:
             raise ValueError(f"{n} vectors, {len(ids)} ids, {len(media)} media")
-        self._all = None
+        if self.kind == "exact":
+            self._all = None                     # rebuilt by freeze()
         dup = [int(i) for i in ids if int(i) in self._medium_of]
         if dup or len(set(ids.tolist())) != n:
             raise ValueError(f"ids already in the index: {dup[:5] or 'repeated in the batch'}")
@@ -158,12 +164,18 @@ class Index:
                 part = self.parts[m] = _Part(self.kind, self.dim, self.hnsw_m,
                                              self.ef_construction, self.ef_search)
             part.add(vectors[rows], ids[rows])
+        if self.kind != "exact":
+            if self._all is None:
+                self._all = _Part(self.kind, self.dim, self.hnsw_m, self.ef_construction,
+                                  self.ef_search)
+            self._all.add(vectors, ids)
         self._medium_of.update(zip(ids.tolist(), media.astype(str).tolist()))
 
     def freeze(self) -> Index:
         """Consolidate for concurrent read-only searching (no lazy work left inside a search);
-        an exact index also keeps all items in one matrix, so a search over every medium is
-        one product instead of one per medium. ``add`` afterwards unfreezes it."""
+        an exact index also gets all items in one matrix, so a search over every medium is
+        one product instead of one per medium (faiss kinds keep such a sub-index all along).
+        ``add`` afterwards unfreezes an exact index."""
         for part in self.parts.values():
             part.matrix  # noqa: B018  (stacks pending chunks)
         if self.kind == "exact" and len(self.parts) > 1:
@@ -200,7 +212,7 @@ class Index:
             return np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
         if mask is not None:
             mask = np.asarray(mask, bool)
-        if media is None and self._all is not None:
+        if media is None and self._all is not None and len(self.parts) > 1:
             wanted = {"*": self._all}
         got = [self._search_part(p, queries, k, mask) for p in wanted.values()]
         ids = np.hstack([g[0] for g in got])
@@ -247,6 +259,12 @@ class Index:
                 import faiss
 
                 faiss.write_index(part.faiss, str(tmp / f"part{j}.faiss"))
+        if self.kind != "exact" and self._all is not None:
+            import faiss
+
+            meta["all"] = "all"
+            np.save(tmp / "all.ids.npy", self._all.ids)
+            faiss.write_index(self._all.faiss, str(tmp / "all.faiss"))
         (tmp / "index.json").write_text(json.dumps(meta, indent=2))
         if path.exists():
             shutil.rmtree(path)
@@ -271,6 +289,14 @@ class Index:
                 part.faiss = faiss.read_index(str(path / f"{stem}.faiss"))
             index.parts[medium] = part
             index._medium_of.update((int(i), medium) for i in part.ids.tolist())
+        if meta.get("all"):                      # written by this version for faiss kinds
+            import faiss
+
+            whole = _Part(index.kind, index.dim, index.hnsw_m, index.ef_construction,
+                          index.ef_search)
+            whole.ids = np.load(path / "all.ids.npy")
+            whole.faiss = faiss.read_index(str(path / "all.faiss"))
+            index._all = whole
         return index
 
 
