@@ -74,8 +74,12 @@ def test_itemknn_rejects_unknown_similarity():
 
 @pytest.mark.parametrize("similarity", ["bm25", "tfidf"])
 def test_itemknn_other_weightings_rank_co_occurring_item_first(similarity):
-    model = build_model("itemknn", k=2, similarity=similarity).fit(train_from(KNN_ROWS, 3))
-    assert model.score(np.array([2]))[0].argmax() == 1
+    # 5 items, so that every user's IDF, log(n_items) - log(1 + |user's items|), is positive
+    # (on KNN_ROWS' 3 items a user with 2 of them has IDF 0 and BM25 weighs them out)
+    rows = [[0, 1], [0, 1], [0, 1], [2, 3], [3, 4], [2, 4], [1, 3], [0]]
+    model = build_model("itemknn", k=2, similarity=similarity).fit(train_from(rows, 5))
+    s = model.score(np.array([7]))[0]                 # the user who has only item 0
+    assert s[1] > 0 and s[1] > np.delete(s, [0, 1]).max()
 
 
 # -- ALS / BPR --------------------------------------------------------------------------------
