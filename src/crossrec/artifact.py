@@ -25,8 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crossrec._io import atomic_folder
 from crossrec.data.catalog import Catalog
 from crossrec.data.dataset import Dataset
 from crossrec.data.idmap import IdMap
 from crossrec.data.interactions import Interactions
-from crossrec.models.base import Recommender, VectorModel, histories_from
+from crossrec.models.base import Recommender, VectorModel, histories_from, jsonable
 
 FORMAT = 1
 
@@ -95,9 +94,7 @@ def save_artifact(path: str | os.PathLike, model: Recommender, dataset: Dataset,
     if path.exists() and not overwrite:
         raise FileExistsError(f"artifact {path} exists (pass overwrite=True to replace it)")
     model._check_fitted()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         model.save(tmp / "model")
         pq.write_table(catalog_to_table(dataset.catalog), tmp / "catalog.parquet")
         pq.write_table(pa.table({"user_id": pa.array(dataset.users.ids.astype(str))}),
@@ -116,18 +113,8 @@ def save_artifact(path: str | os.PathLike, model: Recommender, dataset: Dataset,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "version": _hash_files(tmp / "model"), "encoders": encoders or {},
                 "config": config or {}, "metrics": metrics or {}}
-        (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=_jsonable),
+        (tmp / "artifact.json").write_text(json.dumps(meta, indent=2, default=jsonable),
                                            encoding="utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -194,16 +181,6 @@ def _hash_files(folder: Path) -> str:
         h.update(f.relative_to(folder).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to artifact.json")
 
 
 __all__ = ["FORMAT", "Artifact", "catalog_from_table", "catalog_to_table", "load_artifact",

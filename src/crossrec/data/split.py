@@ -10,9 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from crossrec._io import atomic_folder
 from crossrec.data.dataset import Dataset
 from crossrec.data.interactions import Interactions
 
@@ -97,11 +95,12 @@ def _fmt(x: float) -> str:
 def write_split(split: Split, path: str | Path) -> Path:
     """Write ``split`` as a split folder (atomically: a temp folder renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)                      # mkdtemp makes it private (0700)
+    with atomic_folder(path) as tmp:
+        _write_split_files(split, tmp)
+    return path
+
+
+def _write_split_files(split: Split, tmp: Path) -> None:
     ds = split.dataset
     for name in PARTS:
         part = split.parts[name]
@@ -123,14 +122,6 @@ def write_split(split: Split, path: str | Path) -> Path:
     meta = {"protocol": split.protocol, "dataset": ds.name, "fit": split.fit,
             "exclude": split.exclude, "stats": split.stats(), **split.info}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if path.exists():
-        old = path.with_name(f".{path.name}.old")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
-    return path
 
 
 def read_split(path: str | Path, dataset: Dataset) -> Split:

@@ -218,7 +218,7 @@ class Recommender:
             else:
                 extra[key] = value
         meta = {"name": self.name, "params": self.get_params(), "state": extra}
-        (path / "model.json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+        (path / "model.json").write_text(json.dumps(meta, indent=2, default=jsonable))
         np.savez(path / "state.npz", **arrays)
         return path
 
@@ -283,9 +283,13 @@ def histories_from(interactions: Interactions, n_users: int) -> list[np.ndarray]
     return [items[bounds[u]:bounds[u + 1]] for u in range(n_users)]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dumps(default=...)`` for what models and artifacts hold: numpy scalars, tuples,
+    sets and paths."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (tuple, set)):
         return list(value)
-    raise TypeError(f"cannot write {type(value).__name__} to model.json")
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
