@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "serve"
 MEDIA = np.array(["article", "picture", "audio", "video"], dtype=object)
 HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 128}   # the service's defaults
+ALL_MEDIA = False
 
 
 # -- synthetic artifacts ----------------------------------------------------------------------
@@ -79,7 +80,8 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
     kind = "exact" if n_items <= 50_000 else "hnsw"
     opts = dict(HNSW_OPTIONS) if kind == "hnsw" else {}
     t1 = time.perf_counter()
-    index = build_index(vectors, medium, kind=kind, **opts)
+    index = build_index(vectors, medium, kind=kind, **opts, **(
+        {"all_media": True} if ALL_MEDIA and kind == "hnsw" else {}))
     build_s = time.perf_counter() - t1
     index.save(path / "index")
     recall = None
@@ -91,7 +93,8 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
         b, _ = exact.search(q, 10)
         recall = float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
     return {"n_items": n_items, "n_users": n_users, "dim": dim, "index": kind,
-            "index_options": opts, "index_build_s": round(build_s, 1),
+            "index_options": {**opts, **({"all_media": True} if ALL_MEDIA and kind == "hnsw"
+                                         else {})}, "index_build_s": round(build_s, 1),
             "artifact_write_s": round(t1 - t0, 1), "hnsw_recall@10": recall}
 
 
@@ -370,8 +373,12 @@ def main(argv=None) -> int:
     p.add_argument("--parts", default="recs,latency,recall,events,kill9")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW beam width (default 128)")
+    p.add_argument("--all-media", action="store_true", help="HNSW artifacts also get an "
+                   "all-media graph (Index(all_media=True))")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
+    global ALL_MEDIA
+    ALL_MEDIA = args.all_media
     args.work.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))

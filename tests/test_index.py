@@ -57,17 +57,18 @@ def test_padding_unknown_medium_and_ids_after_add():
         index.search(np.zeros((1, 8)), 3)
 
 
-@pytest.mark.parametrize("kind", ["exact", "flat", "hnsw"])
-def test_save_and_load_give_the_same_results(kind, tmp_path):
+@pytest.mark.parametrize("kind,all_media", [("exact", False), ("flat", False), ("hnsw", False),
+                                            ("hnsw", True)])
+def test_save_and_load_give_the_same_results(kind, all_media, tmp_path):
     vectors, media, queries = _data(500)
-    index = build_index(vectors, media, kind=kind)
+    index = build_index(vectors, media, kind=kind, all_media=all_media)
     a = index.search(queries, 10, media={"article", "audio"})
     everything = index.search(queries, 10)
     back = Index.load(index.save(tmp_path / "idx"))
     b = back.search(queries, 10, media={"article", "audio"})
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(everything[0], back.search(queries, 10)[0])
-    assert (back._all is not None) == (kind != "exact")          # faiss: an all-media graph
+    assert (back._all is not None) == all_media                  # faiss: an all-media graph
     assert back.kind == kind and back.counts() == index.counts()
 
 
@@ -89,7 +90,7 @@ def test_hnsw_recall_at_10_is_at_least_095_at_100k_items():
     hnsw = build_index(vectors, media, kind="hnsw")
     build_s = time.perf_counter() - t0
     exact = build_index(vectors, media, kind="exact")
-    for filt in (None, {"video"}):
+    for filt in (None, {"video"}):                 # all media (four walks merged), one medium
         truth, _ = exact.search(queries, 10, media=filt)
         got, _ = hnsw.search(queries, 10, media=filt)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
