@@ -268,11 +268,20 @@ class VectorModel:
       model returns its best guess for a newcomer, e.g. a zero or a popularity vector).
     """
 
+    places_new_items: ClassVar[bool] = False
+    """True when :meth:`new_item_vectors` places items the model was never fitted on (live
+    cold start and text queries in the service)."""
+
     def item_vectors(self) -> np.ndarray:
         raise NotImplementedError
 
     def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
+
+    def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
+        """(n, d) vectors for new items from their content: ``features`` maps a feature name
+        to ``Features`` of n rows, encoded like the training features."""
+        raise NotImplementedError(f"{type(self).__name__} cannot place new items from content")
 
 
 def histories_from(interactions: Interactions, n_users: int) -> list[np.ndarray]:

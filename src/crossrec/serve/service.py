@@ -132,7 +132,7 @@ class Loaded:
         recipe = artifact.meta.get("config", {}).get("content_recipe")
         self.recipe = ContentRecipe(**recipe) if recipe else None
         self.places_new_items = bool(getattr(self.model, "places_new_items", False)) \
-            and hasattr(self.model, "new_item_vectors") and self.recipe is not None
+            and self.recipe is not None
         prebuilt = artifact.path / "index"
         if (prebuilt / "index.json").exists() and index_kind in ("auto", "prebuilt"):
             self.index = Index.load(prebuilt)
