@@ -28,8 +28,8 @@ OUT = HERE / "results" / "fusion"
 # parameter fixes the setting (chosen on valid in earlier runs, see BENCHMARKS.md)
 RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
     "p1-ml-1m": ("ml-1m", "p1", ["text"], {
-        "crossrec": {"objective": ["next"], "id_dropout": [0.1], "max_windows": [1],
-                     "epochs": [5], "patience": [2]},
+        "crossrec": {"objective": ["next"], "id_dropout": [0.1], "epochs": [5],
+                     "patience": [2]},
         "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [5], "patience": [2]},
         "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
@@ -41,8 +41,9 @@ RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
                      "max_targets": [10], "epochs": [8], "patience": [2]},
     }),
     "p3-douban": ("douban", "p3", [], {
-        "crossrec": {"objective": ["set"], "medium_holdout": [0.5], "id_dropout": [0.0],
-                     "w_pop": [1.0], "epochs": [10], "patience": [2]},
+        "crossrec": {"objective": ["set"], "medium_holdout": [1.0], "id_dropout": [0.0],
+                     "max_targets": [50], "negatives": [1024], "cf_init": [False, True],
+                     "epochs": [10], "patience": [2]},
         "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [10], "patience": [2]},
         "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
