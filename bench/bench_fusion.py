@@ -29,12 +29,13 @@ OUT = HERE / "results" / "fusion"
 RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
     "p1-ml-1m": ("ml-1m", "p1", ["text"], {
         "crossrec": {"objective": ["next"], "id_dropout": [0.1], "epochs": [5],
-                     "patience": [2]},
+                     "patience": [2], "medium_holdout": [0.0]},
         "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [5], "patience": [2]},
         "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
     "p2-ml-100k": ("ml-100k", "p2", ["text"], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0]},
+        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+                     "epochs": [30], "patience": [3], "medium_holdout": [0.0]},
     }),
     "p2-ml-1m": ("ml-1m", "p2", ["text", "image"], {
         "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],

@@ -225,14 +225,16 @@ def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
 @register
 class FusionRecommender(Recommender, VectorModel):
     name = "crossrec"
-    param_grid = {"dim": [64], "id_dropout": [0.2, 0.5], "objective": ["next", "set"]}
+    # Valid decides between the warm setting (P1: "next", ids kept) and the cold one (P2: "set",
+    # items scored from content alone); see BENCHMARKS.md, "The fusion model".
+    param_grid = {"objective": ["next", "set"], "id_dropout": [0.1, 1.0]}
     stochastic = True
     wants_encoded = ("text", "image")
 
     def __init__(self, dim: int = 64, max_len: int = 50, layers: int = 2, heads: int = 2,
                  pooling: str = "transformer", objective: str = "next", loss: str = "softmax",
                  negatives: int = 256, in_batch: bool = True, logq: bool = True, same_medium: bool = True,
-                 medium_holdout: float = 0.0, max_targets: int = 20,
+                 medium_holdout: float = 1.0, max_targets: int = 20,
                  max_windows: int | None = None,
                  w_rank: float = 1.0, w_align: float = 0.1, w_category: float = 0.1,
                  w_rating: float = 0.0, w_pop: float = 0.0, w_cf: float = 0.0, cf_init: bool = False,
@@ -240,7 +242,7 @@ class FusionRecommender(Recommender, VectorModel):
                  id_dropout: float = 0.2, id_dropout_inputs: bool = False,
                  modality_dropout: float = 0.1, dropout: float = 0.2,
                  weight_decay: float = 0.0, lr: float = 1e-3, batch_size: int = 128,
-                 epochs: int = 30, patience: int = 3, accumulate: int = 1,
+                 epochs: int = 8, patience: int = 2, accumulate: int = 1,
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
                  lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
                  lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
