@@ -188,8 +188,15 @@ def dataset_features(dataset, encode: Sequence[str] = (), store_root=None, stric
     store at ``store_root`` (only new or changed items are encoded).
 
     With ``strict``, asking for a modality the catalog has no content for is an error;
-    otherwise that modality is skipped (and logged).
+    otherwise that modality is skipped (and logged). :func:`dataset_features_and_reports`
+    also returns the encode reports (fingerprints, counts).
     """
+    return dataset_features_and_reports(dataset, encode, store_root, strict, progress)[0]
+
+
+def dataset_features_and_reports(dataset, encode: Sequence[str] = (), store_root=None,
+                                 strict: bool = True, progress: bool = True) -> tuple[dict, dict]:
+    """(:func:`dataset_features`, {modality: EncodeReport} of the encoded modalities)."""
     import logging
 
     features = {**dataset.features, **default_content_features(dataset.catalog)}
@@ -202,13 +209,15 @@ def dataset_features(dataset, encode: Sequence[str] = (), store_root=None, stric
     if missing:
         logging.getLogger(__name__).info("no %s content in %s: not encoded", missing,
                                          dataset.name)
+    reports: dict = {}
     if todo:
         from crossrec.encoders.pipeline import DEFAULT_STORE, encode_catalog
 
-        encoded, _ = encode_catalog(dataset.catalog, todo, store_root=store_root or DEFAULT_STORE,
-                                    progress=progress)
+        encoded, reports = encode_catalog(dataset.catalog, todo,
+                                          store_root=store_root or DEFAULT_STORE,
+                                          progress=progress)
         clash = sorted(set(encoded) & set(features))
         if clash:
             raise ValueError(f"dataset feature(s) {clash} have the names of encoded modalities")
         features.update(encoded)
-    return features
+    return features, reports

@@ -70,29 +70,16 @@ class TrainCommandConfig(BaseModel):
 
 
 def item_features(dataset, modalities: list[str], store: Path) -> tuple[dict, dict]:
-    """(features, encoders): the dataset's own matrices, the classical content features and the
-    pretrained-encoder vectors of ``modalities`` (those the catalog has inputs for), plus the
-    encoder metadata the artifact records ({modality: {"config", "fingerprint"}})."""
+    """(features, encoders): :func:`crossrec.features.dataset_features` of ``modalities``
+    (those the catalog has content for), plus the encoder metadata the artifact records
+    ({modality: {"config", "fingerprint"}})."""
     from crossrec.encoders.base import EncoderConfig
-    from crossrec.encoders.pipeline import catalog_inputs, encode_catalog
-    from crossrec.features import default_content_features
+    from crossrec.features import dataset_features_and_reports
 
-    features = {**dataset.features, **default_content_features(dataset.catalog)}
-    todo = [m for m in dict.fromkeys(modalities)
-            if any(catalog_inputs(dataset.catalog, m))]
-    skipped = sorted(set(modalities) - set(todo))
-    if skipped:
-        log.info("no %s inputs in %s: not encoded", skipped, dataset.name)
-    encoders = {}
-    if todo:
-        encoded, reports = encode_catalog(dataset.catalog, todo, store_root=store,
-                                          progress=False)
-        clash = sorted(set(encoded) & set(features))
-        if clash:
-            raise ValueError(f"dataset feature(s) {clash} have the names of encoded modalities")
-        features.update(encoded)
-        encoders = {m: {"config": EncoderConfig(modality=m).model_dump(),
-                        "fingerprint": reports[m].fingerprint} for m in todo}
+    features, reports = dataset_features_and_reports(dataset, modalities, store, strict=False,
+                                                     progress=False)
+    encoders = {m: {"config": EncoderConfig(modality=m).model_dump(),
+                    "fingerprint": r.fingerprint} for m, r in reports.items()}
     return features, encoders
 
 
