@@ -110,3 +110,13 @@ progress = [false]
         assert lines[0] == "user_id\titem_id\trank\tscore" and len(lines) > 100
         result = json.loads((tmp_path / "out" / f"{name}.json").read_text())
         assert result["test"]["ndcg@20"]["mean"] > 0
+
+
+def test_train_config_refuses_an_unknown_modality():
+    import pydantic
+
+    from crossrec.fitting import TrainCommandConfig
+
+    with pytest.raises(pydantic.ValidationError, match=r"unknown modality \['imgae'\]"):
+        TrainCommandConfig(encode=["imgae"])
+    assert TrainCommandConfig(encode=["none"]).encode == []

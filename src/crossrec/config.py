@@ -24,6 +24,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from crossrec.evaluation.protocols import PROTOCOLS
 
 
+def known_modalities(v: list[str] | None) -> list[str] | None:
+    """Validate an ``encode`` list: every entry a modality; "none" alone means none."""
+    if v is None:
+        return v
+    v = [m for m in v if m != "none"]
+    from crossrec.encoders.base import MODALITIES
+    bad = [m for m in v if m not in MODALITIES]
+    if bad:
+        raise ValueError(f"unknown modality {bad}; known: {', '.join(MODALITIES)}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -48,17 +60,7 @@ class EvaluateConfig(_Strict):
         "default: those the models ask for and the catalog has; [] or ['none'] for none")
     store: Path = Field(Path(".cache/features"), description="feature store folder")
 
-    @field_validator("encode")
-    @classmethod
-    def _known_modalities(cls, v):
-        if v is None:
-            return v
-        v = [m for m in v if m != "none"]
-        from crossrec.encoders.base import MODALITIES
-        bad = [m for m in v if m not in MODALITIES]
-        if bad:
-            raise ValueError(f"unknown modality {bad}; known: {', '.join(MODALITIES)}")
-        return v
+    _known_modalities = field_validator("encode")(lambda v: known_modalities(v))
 
     @field_validator("protocol")
     @classmethod

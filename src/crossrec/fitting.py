@@ -32,6 +32,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from crossrec.config import known_modalities
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,8 @@ class TrainCommandConfig(BaseModel):
         None, description="modalities to encode through the feature store; default: the "
         "model's wants_encoded that the catalog has content for")
     store: Path = Field(Path(".cache/features"), description="feature store folder")
+
+    _known_modalities = field_validator("encode")(lambda v: known_modalities(v))
 
     @field_validator("model")
     @classmethod

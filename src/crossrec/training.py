@@ -354,3 +354,12 @@ def ndcg_callback(score_fn: Callable[[np.ndarray], np.ndarray], exclude: sp.csr_
 
 __all__ = ["Task", "TrainConfig", "TrainResult", "bf16_supported", "fit", "ndcg_callback",
            "set_threads"]
+
+
+class EarlyStoppedRefit:
+    """Mixin for models that early-stop on valid through :func:`fit` and keep the chosen epoch
+    as ``best_epoch_``: a refit on more data without valid trains that many epochs."""
+
+    def refit_params(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"epochs": self.best_epoch_ + 1}

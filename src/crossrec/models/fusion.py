@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
+from crossrec.training import EarlyStoppedRefit
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
 
 
 @register
-class FusionRecommender(Recommender, VectorModel):
+class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
     name = "crossrec"
     # Valid decides between the warm setting (P1: "next", ids kept) and the cold one (P2: "set",
     # items scored from content alone); see BENCHMARKS.md, "The fusion model".
@@ -363,10 +364,6 @@ class FusionRecommender(Recommender, VectorModel):
                            for r in results]
         return self
 
-    def refit_params(self) -> dict[str, Any]:
-        """Refit on more data without valid: train as many epochs as early stopping chose."""
-        self._check_fitted()
-        return {"epochs": self.best_epoch_ + 1}
 
     # -- scoring ------------------------------------------------------------------------------
     def score(self, users: np.ndarray) -> np.ndarray:

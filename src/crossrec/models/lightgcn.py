@@ -18,10 +18,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from crossrec.models.base import Recommender, TrainData, register
+from crossrec.training import EarlyStoppedRefit
 
 
 @register
-class LightGCNRecommender(Recommender):
+class LightGCNRecommender(EarlyStoppedRefit, Recommender):
     name = "lightgcn"
     param_grid = {"layers": [2, 3], "reg": [1e-4, 1e-3]}
     stochastic = True
@@ -121,9 +122,6 @@ class LightGCNRecommender(Recommender):
         self.item_factors_ = E[nu:].copy()
         return self
 
-    def refit_params(self) -> dict:
-        self._check_fitted()
-        return {"epochs": self.best_epoch_ + 1}
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()

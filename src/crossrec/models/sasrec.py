@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
+from crossrec.training import EarlyStoppedRefit
 
 
 def build_sasrec(n_items: int, d: int, max_len: int, layers: int, heads: int, dropout: float):
@@ -55,7 +56,7 @@ def build_sasrec(n_items: int, d: int, max_len: int, layers: int, heads: int, dr
 
 
 @register
-class SASRecRecommender(Recommender, VectorModel):
+class SASRecRecommender(EarlyStoppedRefit, Recommender, VectorModel):
     name = "sasrec"
     param_grid = {"dropout": [0.2, 0.5], "max_len": [50, 200]}
     stochastic = True
@@ -169,9 +170,6 @@ class SASRecRecommender(Recommender, VectorModel):
                 out[s:s + len(chunk)] = h
         return out
 
-    def refit_params(self) -> dict:
-        self._check_fitted()
-        return {"epochs": self.best_epoch_ + 1}
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
