@@ -80,18 +80,13 @@ class CB2CFRecommender(Recommender, VectorModel):
     def content_matrix(self, train: TrainData) -> np.ndarray:
         """(n_items, D + 1) float32: the chosen feature blocks, each row-L2-normalised and
         weighted, then a constant column."""
+        from crossrec.features import concat_features
+
         names = self._feature_names(train)
         weights = self.block_weights or {}
-        blocks = []
-        for name in names:
-            f = train.item_features[name]
-            m = np.asarray(f.matrix, dtype=np.float32).copy()
-            m[~f.mask] = 0.0
-            norms = np.linalg.norm(m, axis=1, keepdims=True)
-            m = np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
-            blocks.append(np.float32(weights.get(name, 1.0)) * m)
-        blocks.append(np.ones((train.n_items, 1), np.float32))
-        return np.hstack(blocks)
+        parts = [train.item_features[n] for n in names]
+        blocks = concat_features(parts, [weights.get(n, 1.0) for n in names]).matrix
+        return np.hstack([blocks, np.ones((train.n_items, 1), np.float32)])
 
     def _feature_names(self, train: TrainData) -> list[str]:
         if self.features is not None:
