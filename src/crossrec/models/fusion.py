@@ -48,7 +48,17 @@ Losses (each weighted; weight 0 switches it off):
   starts the item-id embeddings at those ALS factors.
 
 Features wider than ``input_dim`` (TF-IDF, image vectors) are first reduced by a truncated SVD
-over the catalog (unsupervised), every feature row is L2-normalised.
+over the catalog (unsupervised; every row, the catalog's too, is projected as ``x @ Vt.T``),
+every feature row is L2-normalised.
+
+New items (live cold start, text queries): ``new_item_vectors(features)`` runs the saved item
+tower (the SVD projections, the modality MLPs and gates, the bias and popularity heads; saved as
+``item_tower_{k}.npz`` per ensemble member) on content rows encoded like the training features,
+with no id embedding or id offset: exactly what a never-seen catalog item gets, so for such an
+item it reproduces its ``item_vectors()`` row. Features the model was trained on but not given
+count as absent (a text query has only text). With ``lm`` other than "frozen" the text feature
+came from a tuned language model that is not saved: such a model cannot place new items
+(``places_new_items`` is False and ``new_item_vectors`` raises).
 
 Regularisation: weight decay, dropout, modality dropout (each present modality of an item is
 hidden with probability ``modality_dropout``, one always kept), id dropout, FGM adversarial
@@ -71,11 +81,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from crossrec.data.dataset import Features
 from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
 from crossrec.training import EarlyStoppedRefit
 
@@ -85,6 +97,8 @@ LM_MODES = ("frozen", "lora", "ia3", "full")
 POOLINGS = ("transformer", "mean")
 OBJECTIVES = ("next", "set")
 LOSSES = ("softmax", "bpr")
+ITEM_TOWER_PARTS = ("proj", "gate", "bias_head", "pop_head", "pop_scale")
+"""The item-tower weights a new item needs (not the id embedding, id offset or category head)."""
 
 
 def _nn():
@@ -348,6 +362,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         if valid is not None and (valid.n_items != train.n_items
                                   or valid.n_users != train.n_users):
             raise ValueError("crossrec: valid and train index spaces differ")
+        self.__dict__.pop("_content_towers", None)         # built from the previous fit
         parts, results = [], []
         for k in range(int(self.ensemble)):
             part, result = _FusionFit(self, train, valid, int(self.seed) + k).run()
@@ -358,6 +373,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.user_vectors_ = np.hstack([scale * p["users"] for p in parts]).astype(np.float32)
         self.tower_config_ = {"n": len(parts)}
         self.tower_states_ = [p["tower"] for p in parts]
+        self.item_tower_config_ = parts[0]["item_tower_config"]
+        self.item_tower_states_ = [p["item_tower"] for p in parts]
         self.best_epoch_ = int(max(r.best_epoch for r in results))
         self.train_log_ = [{"best_epoch": r.best_epoch, "best_valid": r.best_score,
                             "epochs_run": r.epochs_run, "seconds_to_best": r.seconds_to_best}
@@ -396,14 +413,86 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                 tower, V, histories, int(self.max_len), causal=self.objective == "next"))
         return np.hstack(out).astype(np.float32)
 
+    # -- new items from content --------------------------------------------------------------
+    @property
+    def places_new_items(self) -> bool:
+        """True when :meth:`new_item_vectors` works: text from the frozen features (``lm`` tuned
+        text is not saved) and, once fitted, an item tower over at least one content feature
+        (before ``fit``: whether these settings allow it)."""
+        if self.lm != "frozen":
+            return False
+        if not self.is_fitted:
+            return True
+        config = getattr(self, "item_tower_config_", None)       # None: saved before towers
+        return bool(config and config["features"])
+
+    def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
+        """(n, ensemble * (dim + 1)) [v, b] per member for items never fitted on, from
+        ``features`` (name -> Features of n rows, encoded like the training features): the
+        item tower without an id embedding, as for a catalog item without interactions. A
+        trained-on feature that is missing here counts as absent for every row; one without any
+        present feature gets the content vector 0 (and the bias of that)."""
+        self._check_fitted()
+        if self.lm != "frozen":
+            raise ValueError(f"crossrec: lm={self.lm!r} encodes item text with a tuned language "
+                             f"model that is not saved, so it cannot place new items")
+        config = getattr(self, "item_tower_config_", None)
+        if not config or not config["features"]:
+            raise ValueError("crossrec: this model has no item tower over content features "
+                             "(fitted without any, or saved before new items were supported)")
+        names, input_dims = list(config["features"]), config["input_dims"]
+        given = [m for m in names if m in features]
+        if not given:
+            raise ValueError(f"crossrec: new items need at least one of the features the model "
+                             f"was trained on {names}; got {sorted(features) or 'none'}")
+        n = int(np.asarray(features[given[0]].matrix).shape[0])
+        for m in given:
+            f = features[m]
+            shape = np.asarray(f.matrix).shape
+            if len(shape) != 2 or shape[1] != int(input_dims[m]):
+                raise ValueError(f"crossrec: feature {m!r} has shape {shape}; the model was "
+                                 f"trained on dim {input_dims[m]}")
+            if shape[0] != n or np.asarray(f.mask).shape != (n,):
+                raise ValueError(f"crossrec: features {given} must all have {n} rows and a "
+                                 f"mask of {n}")
+        d = int(self.dim)
+        if n == 0:
+            return np.zeros((0, len(self.item_tower_states_) * (d + 1)), np.float32)
+        present = np.zeros((n, len(names)), bool)
+        for j, m in enumerate(names):
+            if m in given:
+                present[:, j] = np.asarray(features[m].mask, bool)
+        out = []
+        for k, state in enumerate(self.item_tower_states_):
+            feats = {}
+            for m in names:
+                if m in given:
+                    x = np.where(present[:, names.index(m), None],
+                                 np.asarray(features[m].matrix, np.float32), np.float32(0))
+                else:
+                    x = np.zeros((n, int(input_dims[m])), np.float32)
+                feats[m] = _feature_rows(x, state.get(f"reduce.{m}"))
+            out.append(self._item_tower(k).run(feats, present))
+        return np.hstack(out).astype(np.float32)
+
+    def _item_tower(self, k: int) -> _ContentTower:
+        towers = self.__dict__.setdefault("_content_towers", {})
+        if k not in towers:
+            towers[k] = _ContentTower(self.item_tower_states_[k], self.item_tower_config_,
+                                      int(self.dim))
+        return towers[k]
+
     # -- persistence: tower weights as one npz per ensemble member ----------------------------
     def _state(self) -> dict[str, Any]:
-        return {k: v for k, v in super()._state().items() if k != "tower_states_"}
+        return {k: v for k, v in super()._state().items()
+                if k not in ("tower_states_", "item_tower_states_")}
 
     def save(self, path: str | Path) -> Path:
         path = super().save(path)
         for k, state in enumerate(self.tower_states_):
             np.savez(Path(path) / f"user_tower_{k}.npz", **state)
+        for k, state in enumerate(getattr(self, "item_tower_states_", [])):
+            np.savez(Path(path) / f"item_tower_{k}.npz", **state)
         return path
 
     @classmethod
@@ -413,18 +502,64 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         for k in range(int(model.tower_config_["n"])):
             with np.load(Path(path) / f"user_tower_{k}.npz", allow_pickle=False) as z:
                 model.tower_states_.append({name: z[name] for name in z.files})
+        if getattr(model, "item_tower_config_", None) is not None:
+            model.item_tower_states_ = []
+            for k in range(int(model.tower_config_["n"])):
+                with np.load(Path(path) / f"item_tower_{k}.npz", allow_pickle=False) as z:
+                    model.item_tower_states_.append({name: z[name] for name in z.files})
         return model
 
 
-def _reduce(matrix: np.ndarray, dim: int, seed: int) -> np.ndarray:
-    """(n, k) -> (n, min(k, dim)): a truncated SVD of features wider than ``dim`` (TF-IDF,
-    image vectors), fitted on the catalog's rows only (no interaction is looked at)."""
+class _ContentTower:
+    """The item tower of one ensemble member without its id parts, rebuilt from saved arrays:
+    (n, input dim) feature rows per name plus presence (n, M) -> (n, dim + 1) [v, b]."""
+
+    def __init__(self, state: dict[str, np.ndarray], config: dict[str, Any], d: int):
+        torch, _ = _nn()
+        with torch.random.fork_rng(devices=[]):      # the id embedding's init: not ours to move
+            self.tower = build_item_tower(1, {m: int(v) for m, v in config["dims"].items()}, 0,
+                                          d, 0.0)
+        weights = {name[len("tower."):]: torch.from_numpy(np.asarray(w))
+                   for name, w in state.items() if name.startswith("tower.")}
+        missing, unexpected = self.tower.load_state_dict(weights, strict=False)
+        needed = [name for name in missing if name.split(".")[0] in ITEM_TOWER_PARTS]
+        if needed or unexpected:
+            raise ValueError(f"crossrec: saved item tower does not fit (missing {needed}, "
+                             f"unexpected {unexpected})")
+        self.tower.eval()
+        self.lock = threading.Lock()                 # forward() writes self.pop: one at a time
+
+    def run(self, feats: dict[str, np.ndarray], present: np.ndarray) -> np.ndarray:
+        torch, _ = _nn()
+        n = present.shape[0]
+        items = torch.zeros(n, dtype=torch.long)
+        with torch.no_grad(), self.lock:
+            v, b, _, _ = self.tower(items, {m: torch.from_numpy(x) for m, x in feats.items()},
+                                    torch.from_numpy(present), torch.zeros(n))
+        return torch.cat([v, b[:, None]], 1).numpy().astype(np.float32)
+
+
+def _reduce(matrix: np.ndarray, dim: int, seed: int) -> np.ndarray | None:
+    """(n, k) -> the (min(k, dim), k) projection Vt of a truncated SVD of features wider than
+    ``dim`` (TF-IDF, image vectors), fitted on the catalog's rows only (no interaction is looked
+    at), or None for features no wider than ``dim``. Rows, the catalog's and new items' alike,
+    map through :func:`_feature_rows`."""
     if matrix.shape[1] <= dim:
-        return matrix
+        return None
     from sklearn.utils.extmath import randomized_svd
 
-    U, S, _ = randomized_svd(matrix.astype(np.float32), dim, random_state=seed)
-    return (U * S).astype(np.float32)
+    _, _, Vt = randomized_svd(np.asarray(matrix, np.float32), dim, random_state=seed)
+    return np.ascontiguousarray(Vt, dtype=np.float32)
+
+
+def _feature_rows(matrix: np.ndarray, Vt: np.ndarray | None) -> np.ndarray:
+    """(n, k) feature rows -> (n, k or len(Vt)) float32: projected on ``Vt`` (when reduced),
+    then L2-normalised (zero rows stay zero)."""
+    x = np.asarray(matrix, np.float32)
+    if Vt is not None:
+        x = x @ Vt.T
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _als_item_factors(train: TrainData, factors: int, seed: int) -> np.ndarray:
@@ -492,13 +627,16 @@ class _FusionFit:
         self.n_items = n_items
         self.names = p._feature_names(train)
         self.X, masks, dims = {}, [], {}
+        self.reducers, self.input_dims = {}, {}       # kept to place new items (see run)
         for m in self.names:
             if m == "text" and p.lm != "frozen":
                 continue                                   # filled by the LM below
             f = train.item_features[m]
-            x = _reduce(f.matrix, int(p.input_dim), self.seed)
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            self.X[m] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            Vt = _reduce(f.matrix, int(p.input_dim), self.seed)
+            x = _feature_rows(f.matrix, Vt)
+            self.X[m] = torch.from_numpy(x)
+            self.reducers[m] = Vt
+            self.input_dims[m] = int(f.matrix.shape[1])
             masks.append(f.mask)
             dims[m] = x.shape[1]
         self.lm = None
@@ -514,6 +652,7 @@ class _FusionFit:
             masks.insert(self.names.index("text"), text_mask)
         self.present = torch.from_numpy(np.stack(masks, 1) if masks
                                         else np.zeros((n_items, 0), bool))      # (n_items, M)
+        self.dims = dict(dims)
         vocab = sorted({c for cats in (train.item_categories or []) for c in cats})
         self.cats = None
         if vocab and p.w_category > 0:
@@ -861,7 +1000,16 @@ class _FusionFit:
         no_history = np.array([len(h) == 0 for h in self.histories])
         Uv[no_history, :-1] = 0.0
         state = {k: t.detach().numpy().copy() for k, t in self.module.user.state_dict().items()}
-        return {"items": V, "users": Uv, "tower": state}, result
+        # what new_item_vectors needs: the item tower without its id parts, the SVD projections
+        item = {f"tower.{k}": t.detach().numpy().copy()
+                for k, t in self.module.item.state_dict().items()
+                if k.split(".")[0] in ITEM_TOWER_PARTS}
+        item.update({f"reduce.{m}": Vt for m, Vt in self.reducers.items() if Vt is not None})
+        item_config = {"features": list(self.names), "dims": dict(self.dims),
+                       "input_dims": {m: self.input_dims.get(m, self.dims[m])
+                                      for m in self.names}}
+        return {"items": V, "users": Uv, "tower": state, "item_tower": item,
+                "item_tower_config": item_config}, result
 
 
 __all__ = ["FusionRecommender", "LM_MODES"]

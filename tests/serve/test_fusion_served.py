@@ -1,0 +1,71 @@
+"""The service serves the fusion model `crossrec` with live cold start and text search: a new
+item is placed by the model's item tower from its encoded content, as the demo serves it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from crossrec.serve.app import create_app
+
+KEY = "test-key-123"
+QUICK = {"dim": 16, "max_len": 10, "layers": 1, "lr": 0.01, "epochs": 3, "threads": 1,
+         "progress": False}
+
+
+@pytest.fixture(scope="module")
+def crossrec_artifact(demo_dir, tmp_path_factory):
+    """A small crossrec fitted on the hashed-text + mean-colour recipe of the serve tests."""
+    from crossrec.artifact import save_artifact
+    from crossrec.data.dataset import Features
+    from crossrec.data.datasets import load_dataset
+    from crossrec.encoders import EncoderConfig, build_encoder
+    from crossrec.encoders.pipeline import catalog_inputs
+    from crossrec.models.base import TrainData
+    from crossrec.models.fusion import FusionRecommender
+    from crossrec.recipe import ContentRecipe
+
+    ds = load_dataset("demo", demo_dir)
+    encoders = {"text": build_encoder(EncoderConfig(modality="text", kind="test-hash-text")),
+                "image": build_encoder(EncoderConfig(modality="image", kind="test-mean-colour"))}
+    rec = ContentRecipe.for_encoders(encoders, weights={"text": 1.0, "image": 0.3})
+    encoded = {}
+    for m, enc in encoders.items():
+        res = enc.encode(catalog_inputs(ds.catalog, m, rec.template))
+        encoded[m] = Features(res.vectors, res.mask, m)
+    data = TrainData(ds.interactions, ds.n_users, ds.n_items, item_features=rec.combine(encoded),
+                     item_categories=ds.catalog.categories, item_medium=ds.catalog.medium)
+    model = FusionRecommender(**QUICK).fit(data)
+    return save_artifact(tmp_path_factory.mktemp("art") / "crossrec", model, ds,
+                         ds.interactions, config={"content_recipe": rec.model_dump()})
+
+
+def test_crossrec_places_new_items_and_text_queries_in_the_service(crossrec_artifact, demo_dir,
+                                                                    tmp_path):
+    from crossrec.artifact import load_artifact
+
+    app = create_app(crossrec_artifact, store_url=f"sqlite:///{tmp_path / 'ev.db'}",
+                     media_root=demo_dir, api_keys=[KEY])
+    with TestClient(app) as client:
+        assert client.get("/readyz").json()["model"] == "crossrec"
+        search = client.get("/v1/search", params={"q": "saxophone jazz", "k": 5})
+        assert search.status_code == 200, search.text
+        assert len(search.json()["items"]) == 5
+        form = {"item_id": "new-jazz", "medium": "article", "title": "Bebop saxophone nights",
+                "description": "Trumpet and saxophone improvisation in a jazz club",
+                "categories": "jazz"}
+        r = client.post("/v1/items", data=form, headers={"X-API-Key": KEY})
+        assert r.status_code == 201, r.text
+        assert r.json()["live"]
+        similar = client.get("/v1/items/new-jazz/similar", params={"k": 5})
+        assert similar.status_code == 200 and len(similar.json()["items"]) == 5
+        # the live item is searchable (among all articles: k covers them)
+        found = client.get("/v1/search", params={"q": "bebop saxophone",
+                                                  "media": "article", "k": 100}).json()["items"]
+        assert "new-jazz" in [i["item_id"] for i in found]
+        scores = [i["score"] for i in found]
+        assert np.isfinite(scores).all()
+    # the artifact's model is what placed it: same item tower after loading from disk
+    model = load_artifact(crossrec_artifact).model
+    assert model.places_new_items and model.item_vectors().shape[1] == QUICK["dim"] + 1
