@@ -37,6 +37,15 @@ DEFAULT_WEIGHTS = {"text": 1.0, "image": 0.5, "audio": 0.5}
 VIDEO_OPTIONS = {"image": None}
 """Videos: sound track and transcript through the video encoder; the picture through the
 poster frame each demo video has as its ``image`` (one frame, not several: fast on 2 cores)."""
+DEMO_GRIDS: dict[str, dict[str, list]] = {
+    "content": {"feature": ["content"]},
+    # small and quick (a few seconds a fit on 2 cores); the defaults (lr 1e-3, 8 epochs) barely
+    # move on the demo's 300 users. 15 epochs: about where early stopping on valid ends (epochs
+    # 12-14), since the served model is refitted on everything without valid.
+    "crossrec": {"dim": [32], "max_len": [20], "layers": [1], "lr": [0.01], "epochs": [15],
+                 "patience": [3]},
+}
+"""One configuration each for the content and fusion models in ``run_demo`` (it must be quick)."""
 
 
 def encode_content(catalog, modalities=("text", "image", "audio", "video"),
@@ -150,9 +159,9 @@ def run_demo(data_dir: str | os.PathLike = "data/demo", out: str | os.PathLike =
     """Generate (or load) the demo data, encode it, evaluate ``models`` on protocol P1
     (chronological 80/10/10, tuned on valid), fit the served model on everything, save.
 
-    The served model is the fusion model ``crossrec`` when it is registered and can place new
-    items, else ``content`` (the only built-in model that can: live cold start and search need
-    it). Returns {"artifact", "served", "table", "results"}.
+    The served model is the fusion model ``crossrec`` when it is registered and, with the demo's
+    settings (``DEMO_GRIDS``), places new items from their content (live cold start and search
+    need it), else ``content``. Returns {"artifact", "served", "table", "results"}.
     """
     from crossrec.data.datasets import load_dataset
     from crossrec.evaluation.protocols import make_split
@@ -177,15 +186,16 @@ def run_demo(data_dir: str | os.PathLike = "data/demo", out: str | os.PathLike =
     log.info("encoded %s in %.1fs", have, time.perf_counter() - t0)
 
     registered = available_models()
-    fusion = "crossrec" in registered and getattr(model_class("crossrec"), "places_new_items",
-                                                  False)
+    grids = DEMO_GRIDS
+    # asked of an instance: whether crossrec places new items depends on its settings (lm)
+    fusion = "crossrec" in registered and bool(getattr(
+        model_class("crossrec")(**{k: v[0] for k, v in grids["crossrec"].items()}),
+        "places_new_items", False))
     served = "crossrec" if fusion else "content"
     models = list(models or ["pop", "als", "content"])
     if served not in models:
         models.append(served)
     split = make_split(ds, "p1")
-    # one configuration for the content and fusion models (the demo must be quick)
-    grids = {"content": {"feature": ["content"]}, "crossrec": {}}
     results = []
     for name in models:
         t1 = time.perf_counter()
@@ -202,4 +212,4 @@ def run_demo(data_dir: str | os.PathLike = "data/demo", out: str | os.PathLike =
             "data_dir": str(data_dir), "seconds": time.perf_counter() - t0}
 
 
-__all__ = ["DEFAULT_WEIGHTS", "encode_content", "fit_artifact", "retrain", "run_demo"]
+__all__ = ["DEFAULT_WEIGHTS", "DEMO_GRIDS", "encode_content", "fit_artifact", "retrain", "run_demo"]
