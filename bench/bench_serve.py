@@ -5,14 +5,19 @@
 
 1. Recommendations: synthetic artifacts of N items (clustered 64-d vectors in four media, an
    ALS-shaped model, 10k users with 20 items each); `crossrec serve` in its own process (the
-   index is prebuilt into the artifact: exact up to 50k items, HNSW above); 50 concurrent
+   index is prebuilt into the artifact: exact up to 50k items, ``--index`` above, IVF by
+   default); 50 concurrent
    keep-alive clients (asyncio, in this process) ask for k=10 for random users for
    ``--duration`` seconds after a warm-up. Client-side p50 / p99 latency, throughput, errors,
-   and the HNSW recall@10 against exact search on 200 queries.
+   and the recall@10 of the approximate index against exact search on 200 queries.
    With ``latency``, the same with one client (no queueing: the time a request takes).
+   With ``open``, open-loop load: 50 clients together send ``--rate`` requests/s on a fixed
+   schedule, latency counted from each request's scheduled time (so a server that falls behind
+   is charged for the wait: no coordinated omission).
 2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
    PostgreSQL; events/s sustained.
-   With ``recall``, HNSW recall@10 and query time per beam width (efSearch).
+   With ``recall``, recall@10 and query time per beam width (HNSW efSearch) or per number of
+   lists probed (IVF nprobe).
 3. Kill -9: under event load the server is killed with SIGKILL; every event acknowledged with
    HTTP 200 "stored" is looked up in the store.
 
@@ -44,6 +49,7 @@ OUT = ROOT / "bench" / "results" / "serve"
 MEDIA = np.array(["article", "picture", "audio", "video"], dtype=object)
 HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 128}   # the service's defaults
 ALL_MEDIA = False
+BIG_INDEX = "ivf"                     # the kind above 50k items (the service's "auto": IVF)
 
 
 # -- synthetic artifacts ----------------------------------------------------------------------
@@ -77,15 +83,16 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
     ds = Dataset("synthetic", inter, users, IdMap(ids), catalog)
     t0 = time.perf_counter()
     save_artifact(path, model, ds, inter)
-    kind = "exact" if n_items <= 50_000 else "hnsw"
-    opts = dict(HNSW_OPTIONS) if kind == "hnsw" else {}
+    kind = "exact" if n_items <= 50_000 else BIG_INDEX
+    opts = dict(HNSW_OPTIONS) if kind == "hnsw" else \
+        {"all_media": True, "nprobe": 32} if kind == "ivf" else {}      # build_index's "auto"
     t1 = time.perf_counter()
     index = build_index(vectors, medium, kind=kind, **opts, **(
         {"all_media": True} if ALL_MEDIA and kind == "hnsw" else {}))
     build_s = time.perf_counter() - t1
     index.save(path / "index")
     recall = None
-    if kind == "hnsw":
+    if kind in ("hnsw", "ivf"):
         exact = build_index(vectors, medium, kind="exact")
         q = vectors[rng.integers(n_items, size=200)] + 0.3 * rng.normal(size=(200, dim)).astype(
             np.float32)
@@ -95,7 +102,12 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
     return {"n_items": n_items, "n_users": n_users, "dim": dim, "index": kind,
             "index_options": {**opts, **({"all_media": True} if ALL_MEDIA and kind == "hnsw"
                                          else {})}, "index_build_s": round(build_s, 1),
-            "artifact_write_s": round(t1 - t0, 1), "hnsw_recall@10": recall}
+            "artifact_write_s": round(t1 - t0, 1), "recall@10": recall}
+
+
+def artifact_dir(work: Path, n: int) -> Path:
+    """The synthetic artifact of n items (one per index kind above 50k items)."""
+    return work / (f"art-{n}" if n <= 50_000 else f"art-{n}-{BIG_INDEX}")
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -223,13 +235,55 @@ async def load(port: int, make_request, duration: float, clients: int = 50,
             "errors": errors}
 
 
+async def load_open(port: int, make_request, duration: float, rate: float, clients: int = 50,
+                    warmup: float = 3.0) -> dict:
+    """Open-loop load: request j is due at ``start + j / rate``, sent by client j % clients as
+    soon as it is due and that client's previous answer is in; its latency runs from the due
+    time, so queueing anywhere (server or a busy client) is counted."""
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    t_start = time.perf_counter() + 0.1
+    t_measure = t_start + warmup
+    total = int((warmup + duration) * rate)
+
+    async def client(cid: int):
+        conn = Conn(port)
+        for j in range(cid, total, clients):
+            due = t_start + j / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            method, path, body = make_request(j)
+            try:
+                status, _ = await conn.request(method, path, body)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError) as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                conn.close()
+                continue
+            if due >= t_measure:
+                lat.append(time.perf_counter() - due)
+                if status != 200:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
+        conn.close()
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    measured = time.perf_counter() - t_measure
+    a = np.array(lat) * 1000
+    return {"clients": clients, "offered_rps": rate, "duration_s": round(measured, 1),
+            "requests": len(lat), "throughput_rps": round(len(lat) / measured, 1),
+            "p50_ms": round(float(np.percentile(a, 50)), 2) if len(a) else None,
+            "p90_ms": round(float(np.percentile(a, 90)), 2) if len(a) else None,
+            "p99_ms": round(float(np.percentile(a, 99)), 2) if len(a) else None,
+            "errors": errors}
+
+
 # -- parts ------------------------------------------------------------------------------------
 
 def bench_recommendations(sizes: list[int], duration: float, work: Path,
-                          clients: int = 50) -> list[dict]:
+                          clients: int = 50, rate: float | None = None) -> list[dict]:
     out = []
     for n in sizes:
-        art = work / f"art-{n}"
+        art = artifact_dir(work, n)
         saved = art / "bench-meta.json"
         if saved.exists():                         # the same synthetic artifact, built before
             meta = json.loads(saved.read_text())
@@ -242,10 +296,13 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
         proc = start_server(art, f"sqlite:///{work / f'ev-{n}.db'}", port)
         meta["server_start_s"] = round(time.perf_counter() - t0, 1)
         rng = random.Random(n)
+        def request(i):
+            return ("GET", f"/v1/users/u{rng.randrange(meta['n_users'])}/recommendations?k=10",
+                    b"")
+
         try:
-            res = asyncio.run(load(port, lambda i: (
-                "GET", f"/v1/users/u{rng.randrange(meta['n_users'])}/recommendations?k=10", b""),
-                duration, clients=clients))
+            res = asyncio.run(load(port, request, duration, clients=clients) if rate is None
+                              else load_open(port, request, duration, rate, clients=clients))
         finally:
             stop_server(proc)
         row = {**meta, **res, "endpoint": "GET /v1/users/{id}/recommendations?k=10"}
@@ -254,18 +311,19 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
     return out
 
 
-def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512)) -> list[dict]:
-    """HNSW recall@10 against exact search and the time of one query, per beam width, on the
-    artifacts built by the recommendations part."""
+def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512),
+                 nprobes=(8, 16, 32, 64)) -> list[dict]:
+    """Recall@10 of the approximate index against exact search, and the time of one query, per
+    beam width (HNSW) or lists probed (IVF), on the artifacts of the recommendations part."""
     from crossrec.index import Index, build_index
 
     out = []
     for n in sizes:
-        art = work / f"art-{n}"
+        art = artifact_dir(work, n)
         if not (art / "index" / "index.json").exists():
             continue
         index = Index.load(art / "index")
-        if index.kind != "hnsw":
+        if index.kind not in ("hnsw", "ivf"):
             continue
         vectors = np.load(art / "item_vectors.npy")
         medium = np.array([index.medium_of(i) for i in range(len(vectors))], dtype=object)
@@ -274,17 +332,19 @@ def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512)) -> list[
         q = vectors[rng.integers(n, size=200)] + 0.3 * rng.normal(size=(200, vectors.shape[1])
                                                                  ).astype(np.float32)
         truth, _ = exact.search(q, 10)
-        for ef in efs:
-            index.ef_search = ef
+        name, values = ("ef_search", efs) if index.kind == "hnsw" else ("nprobe", nprobes)
+        for value in values:
+            setattr(index, name, value)
             for part in [*index.parts.values(), *([index._all] if index._all else [])]:
-                part.ef_search = ef
+                setattr(part, name, value)
             t0 = time.perf_counter()
             got = np.vstack([index.search(q[i:i + 1], 10)[0] for i in range(len(q))])
             per_query = (time.perf_counter() - t0) / len(q) * 1000
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)]))
-            row = {"n_items": n, "ef_search": ef, "recall@10": round(recall, 4),
-                   "ms_per_query": round(per_query, 3), **{k: v for k, v in
-                   {"hnsw_m": index.hnsw_m, "ef_construction": index.ef_construction}.items()}}
+            row = {"n_items": n, "index": index.kind, name: value,
+                   "recall@10": round(recall, 4), "ms_per_query": round(per_query, 3)}
+            if index.kind == "hnsw":
+                row.update(hnsw_m=index.hnsw_m, ef_construction=index.ef_construction)
             print(json.dumps(row), flush=True)
             out.append(row)
     return out
@@ -370,15 +430,21 @@ def main(argv=None) -> int:
     p.add_argument("--event-duration", type=float, default=20.0)
     p.add_argument("--latency-duration", type=float, default=15.0)
     p.add_argument("--pg-url", default=os.environ.get("CROSSREC_TEST_PG_URL"))
-    p.add_argument("--parts", default="recs,latency,recall,events,kill9")
+    p.add_argument("--parts", default="recs,latency,open,recall,events,kill9")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW beam width (default 128)")
     p.add_argument("--all-media", action="store_true", help="HNSW artifacts also get an "
                    "all-media graph (Index(all_media=True))")
+    p.add_argument("--index", default="ivf", choices=["ivf", "hnsw"],
+                   help="the index above 50k items (default ivf, the service's auto choice)")
+    p.add_argument("--rate", type=float, default=1000.0,
+                   help="requests/s offered by the open-loop part (default 1000)")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
-    global ALL_MEDIA
+    global ALL_MEDIA, BIG_INDEX
     ALL_MEDIA = args.all_media
+    BIG_INDEX = args.index
+    suffix = "" if args.index == "ivf" else f"-{args.index}"
     args.work.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
@@ -389,14 +455,18 @@ def main(argv=None) -> int:
     if "recs" in parts:
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
                                      args.work)
-        (OUT / "recommendations.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"recommendations{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "latency" in parts:         # one client: the latency of a request without queueing
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")],
                                      args.latency_duration, args.work, clients=1)
-        (OUT / "latency-1-client.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"latency-1-client{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+    if "open" in parts:            # open loop at a fixed offered rate
+        rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
+                                     args.work, rate=args.rate)
+        (OUT / f"open-loop{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "recall" in parts:
         rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)
-        (OUT / "hnsw-recall.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"recall{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "events" in parts:
         rows = bench_events(stores, args.event_duration, args.work)
         (OUT / "events.json").write_text(json.dumps({**info, "runs": rows}, indent=2))

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from crossrec.index import Index, build_index
+from crossrec.index import IVF_MIN_ITEMS, Index, build_index, ivf_lists
 
 
 def _data(n, d=16, seed=0):
@@ -58,7 +58,7 @@ def test_padding_unknown_medium_and_ids_after_add():
 
 
 @pytest.mark.parametrize("kind,all_media", [("exact", False), ("flat", False), ("hnsw", False),
-                                            ("hnsw", True)])
+                                            ("hnsw", True), ("ivf", False)])
 def test_save_and_load_give_the_same_results(kind, all_media, tmp_path):
     vectors, media, queries = _data(500)
     index = build_index(vectors, media, kind=kind, all_media=all_media)
@@ -74,7 +74,42 @@ def test_save_and_load_give_the_same_results(kind, all_media, tmp_path):
 
 def test_auto_kind_follows_catalog_size():
     assert build_index(np.zeros((10, 4)), kind="auto").kind == "exact"
-    assert build_index(np.random.default_rng(0).normal(size=(50_001, 2)), kind="auto").kind == "hnsw"
+    assert build_index(np.random.default_rng(0).normal(size=(50_001, 2)), kind="auto").kind == "ivf"
+    with pytest.raises(ValueError, match="unknown index kind 'annoy'; expected one of exact"):
+        Index(4, kind="annoy")
+    with pytest.raises(ValueError, match="nprobe must be >= 1"):
+        Index(4, kind="ivf", nprobe=0)
+
+
+def test_ivf_lists_grow_with_the_square_root_and_stay_trainable():
+    assert ivf_lists(25_000) == 316 and ivf_lists(250_000) == 1000
+    assert ivf_lists(100) == 2 and ivf_lists(10) == 1             # n / 39 points per list
+
+
+def _clustered(n, d=64, seed=0, spread=0.5):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(200, d)).astype(np.float32)
+    vectors = centres[rng.integers(200, size=n)] + spread * rng.normal(size=(n, d)).astype(np.float32)
+    media = rng.choice(["article", "audio", "image", "video"], size=n)
+    queries = centres[rng.integers(200, size=200)] + spread * rng.normal(size=(200, d)).astype(np.float32)
+    return vectors, media, queries
+
+
+def test_ivf_small_media_are_searched_flat_and_live_items_are_found_after_training():
+    vectors, media, queries = _clustered(IVF_MIN_ITEMS + 2000, d=16, seed=3)
+    media[:] = "article"
+    media[:500] = "audio"                                   # 500 audio items: a flat part
+    index = build_index(vectors, media, kind="ivf")
+    assert type(index.parts["audio"].faiss).__name__ == "IndexFlatIP"
+    assert type(index.parts["article"].faiss).__name__ == "IndexIVFFlat"
+    exact = build_index(vectors, media, kind="exact")
+    np.testing.assert_array_equal(index.search(queries, 10, media={"audio"})[0],
+                                  exact.search(queries, 10, media={"audio"})[0])
+    # an item added after training lands in its nearest list and is found by a query at it
+    new = 3.0 * queries[:1]
+    index.add(new, ids=[10**6], media=["article"])
+    ids, _ = index.search(new, 1, media={"article"})
+    assert ids[0, 0] == 10**6
 
 
 @pytest.mark.slow
@@ -95,6 +130,19 @@ def test_hnsw_recall_at_10_is_at_least_095_at_100k_items():
         got, _ = hnsw.search(queries, 10, media=filt)
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
         assert recall >= 0.95, (filt, recall, build_s)
+
+
+def test_ivf_recall_at_10_is_at_least_095_at_100k_items():
+    """The "auto" kind above 50k items: IVF (2 sqrt(n) lists per medium and over all, nprobe 32)."""
+    vectors, media, queries = _clustered(100_000)
+    ivf = build_index(vectors, media)
+    assert ivf.kind == "ivf" and ivf._all is not None       # one search over every medium
+    exact = build_index(vectors, media, kind="exact")
+    for filt in (None, {"video"}):
+        truth, _ = exact.search(queries, 10, media=filt)
+        got, _ = ivf.search(queries, 10, media=filt)
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)])
+        assert recall >= 0.95, (filt, recall)
 
 
 def test_frozen_exact_index_searches_every_medium_at_once_and_add_unfreezes():

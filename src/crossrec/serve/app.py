@@ -271,7 +271,9 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         return _problem(500, "internal error")
 
     # -- dependencies -------------------------------------------------------------------------
-    def service(request: Request) -> Service:
+    # dependencies are coroutines: a plain ``def`` would be run in the thread pool, one thread
+    # hand-off per request (a third of a recommendation's cost on two busy cores)
+    async def service(request: Request) -> Service:
         svc = getattr(request.app.state, "service", None)
         if svc is None:
             raise ServiceError("not ready", 503)
@@ -288,10 +290,10 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         if not any(hmac.compare_digest(digest, d) for d in key_digests):
             raise ServiceError("invalid API key", 401)
 
-    def need_key(request: Request) -> None:
+    async def need_key(request: Request) -> None:
         _check_key(request)
 
-    def events_key(request: Request) -> None:
+    async def events_key(request: Request) -> None:
         if events_need_key:
             _check_key(request)
 

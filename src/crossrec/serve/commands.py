@@ -115,9 +115,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    "one per line (raw keys: env CROSSREC_API_KEYS=k1,k2)")
     p.add_argument("--events-need-key", action="store_true",
                    help="also require an API key for POST /v1/events and /v1/users")
-    p.add_argument("--index", default="auto", choices=["auto", "exact", "flat", "hnsw"],
+    p.add_argument("--index", default="auto", choices=["auto", "exact", "flat", "ivf", "hnsw"],
                    help="vector index (auto: a prebuilt <artifact>/index, else exact up to 50k "
-                   "items, HNSW above)")
+                   "items, IVF above)")
     p.add_argument("--lazy-encoders", action="store_true",
                    help="load the content encoders on first use, not at start-up")
 

@@ -147,6 +147,7 @@ class Loaded:
         self.live_arrays = (np.zeros((0, self.vectors.shape[1]), np.float32), np.zeros(0, object))
         self._user_cache: dict[str, tuple[tuple[int, str], np.ndarray]] = {}
         self._cards: dict[int, dict[str, Any]] = {}     # static display data per position
+        self._titles: dict[int, str] = {}
         self.loaded_at = time.time()
 
     # -- items --------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ class Service:
         store: the event store (events, run-time users and items).
         media_root: the folder media files are served from (None: no media served).
         index_kind: "auto" (a prebuilt ``<artifact>/index`` if present, else exact up to 50k
-            items and HNSW above), "exact", "flat" or "hnsw".
+            items and IVF above), "exact", "flat", "ivf" or "hnsw".
     """
 
     def __init__(self, artifact_path: str | os.PathLike, store: EventStore,
@@ -395,8 +396,9 @@ class Service:
         if explain:
             for item, why in zip(items, self._explain([int(p) for p in ids], info, loaded, basis)):
                 item["because"] = why
-        log.debug("recommend user=%s k=%d media=%s -> %d items", user_hash(user_id), k,
-                 ",".join(sorted(media)) if media else "all", len(items))
+        if log.isEnabledFor(logging.DEBUG):          # hashing the id costs; only when logged
+            log.debug("recommend user=%s k=%d media=%s -> %d items", user_hash(user_id), k,
+                      ",".join(sorted(media)) if media else "all", len(items))
         return {"user_id": user_id, "model_version": loaded.version, "basis": basis,
                 "items": items}
 
@@ -416,17 +418,20 @@ class Service:
         V = self._rows(positions, loaded)                                 # (k, d)
         contrib = V @ H.T                                                 # (k, h)
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
+        weights = np.take_along_axis(contrib, top, 1).tolist()
+        blocks = self._blocks(loaded)
         out = []
         for row, pos in enumerate(positions):
             why = []
-            for j in top[row]:
-                if contrib[row, j] <= 0:
+            for j, w in zip(top[row].tolist(), weights[row]):
+                if w <= 0:
                     break
-                hp = hist[int(j)]
+                hp = hist[j]
                 why.append({"reason": "history", "item_id": loaded.item_ids[hp],
                             "title": self._title(hp, loaded), "medium": loaded.medium[hp],
-                            "weight": round(float(contrib[row, j]), 4),
-                            "modality": self._modality(pos, hp, loaded)})
+                            "weight": round(w, 4),
+                            "modality": "collaborative" if blocks is None
+                            else self._modality(pos, hp, loaded, blocks)})
             if likes and (not why or basis == "likes"):
                 why += likes
             out.append(why)
@@ -439,14 +444,24 @@ class Service:
             return loaded.vectors[idx]
         return np.stack([loaded.vector(p) for p in positions])
 
-    def _modality(self, a: int, b: int, loaded: Loaded) -> str:
+    @staticmethod
+    def _blocks(loaded: Loaded) -> dict[str, slice] | None:
+        """The content space's blocks, or None when the item vectors are not that space (a
+        collaborative or fusion model)."""
+        r = loaded.recipe
+        if r is None or loaded.vectors.shape[1] != r.dim:
+            return None
+        return r.block_slices()
+
+    def _modality(self, a: int, b: int, loaded: Loaded,
+                  blocks: dict[str, slice] | None = None) -> str:
         """Which block of the content space contributed most to a · b ("collaborative" for
         models without one)."""
-        r = loaded.recipe
-        va, vb = loaded.vector(a), loaded.vector(b)
-        if r is None or len(va) != r.dim:
+        blocks = self._blocks(loaded) if blocks is None else blocks
+        if blocks is None:
             return "collaborative"
-        parts = {blk: float(va[sl] @ vb[sl]) for blk, sl in r.block_slices().items()}
+        va, vb = loaded.vector(a), loaded.vector(b)
+        parts = {blk: float(va[sl] @ vb[sl]) for blk, sl in blocks.items()}
         return max(parts, key=parts.get)
 
     def similar(self, item_id: str, k: int = 10, media: set[str] | None = None) -> dict[str, Any]:
@@ -499,6 +514,12 @@ class Service:
 
     # -- display ------------------------------------------------------------------------------
     def _title(self, pos: int, loaded: Loaded) -> str:
+        title = loaded._titles.get(pos)
+        if title is None:
+            title = loaded._titles[pos] = self._find_title(pos, loaded)
+        return title
+
+    def _find_title(self, pos: int, loaded: Loaded) -> str:
         if pos >= loaded.n_items:
             return str(loaded.live[pos - loaded.n_items].content.get("text", {}).get("title")
                        or loaded.item_ids[pos])
