@@ -97,9 +97,9 @@ class MeanColourEncoder(Encoder):
         return EncodeResult(out, mask, errors)
 
 
-def build_test_artifact(out, demo_dir, model="content", recipe=True):
+def build_test_artifact(out, demo_dir, model="content", recipe=True, params=None):
     """A fitted model on the demo data, saved as an artifact (content: hashed text + mean
-    colour through a ContentRecipe)."""
+    colour through a ContentRecipe); ``params`` for the model (ALS: small defaults)."""
     from crossrec.artifact import save_artifact
     from crossrec.data.dataset import Features
     from crossrec.data.datasets import load_dataset
@@ -118,8 +118,10 @@ def build_test_artifact(out, demo_dir, model="content", recipe=True):
         res = enc.encode(catalog_inputs(ds.catalog, m, rec.template))
         encoded[m] = Features(res.vectors, res.mask, m)
     feats = rec.combine(encoded)
-    data = TrainData(ds.interactions, ds.n_users, ds.n_items, item_features=feats)
-    params = {"factors": 16, "iterations": 5} if model == "als" else {}
+    data = TrainData(ds.interactions, ds.n_users, ds.n_items, item_features=feats,
+                     item_categories=ds.catalog.categories, item_medium=ds.catalog.medium)
+    if params is None:
+        params = {"factors": 16, "iterations": 5} if model == "als" else {}
     fitted = build_model(model, **params).fit(data)
     config = {"content_recipe": rec.model_dump()} if recipe else {}
     return save_artifact(out, fitted, ds, ds.interactions, config=config)
@@ -138,5 +140,6 @@ def als_artifact(demo_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def artifact_builder():
-    """``artifact_builder(out, data_dir, model="content")`` -> a test artifact's path."""
+    """``artifact_builder(out, data_dir, model="content", params=None)`` -> a test artifact's
+    path."""
     return build_test_artifact

@@ -15,30 +15,10 @@ QUICK = {"dim": 16, "max_len": 10, "layers": 1, "lr": 0.01, "epochs": 3, "thread
 
 
 @pytest.fixture(scope="module")
-def crossrec_artifact(demo_dir, tmp_path_factory):
+def crossrec_artifact(artifact_builder, demo_dir, tmp_path_factory):
     """A small crossrec fitted on the hashed-text + mean-colour recipe of the serve tests."""
-    from crossrec.artifact import save_artifact
-    from crossrec.data.dataset import Features
-    from crossrec.data.datasets import load_dataset
-    from crossrec.encoders import EncoderConfig, build_encoder
-    from crossrec.encoders.pipeline import catalog_inputs
-    from crossrec.models.base import TrainData
-    from crossrec.models.fusion import FusionRecommender
-    from crossrec.recipe import ContentRecipe
-
-    ds = load_dataset("demo", demo_dir)
-    encoders = {"text": build_encoder(EncoderConfig(modality="text", kind="test-hash-text")),
-                "image": build_encoder(EncoderConfig(modality="image", kind="test-mean-colour"))}
-    rec = ContentRecipe.for_encoders(encoders, weights={"text": 1.0, "image": 0.3})
-    encoded = {}
-    for m, enc in encoders.items():
-        res = enc.encode(catalog_inputs(ds.catalog, m, rec.template))
-        encoded[m] = Features(res.vectors, res.mask, m)
-    data = TrainData(ds.interactions, ds.n_users, ds.n_items, item_features=rec.combine(encoded),
-                     item_categories=ds.catalog.categories, item_medium=ds.catalog.medium)
-    model = FusionRecommender(**QUICK).fit(data)
-    return save_artifact(tmp_path_factory.mktemp("art") / "crossrec", model, ds,
-                         ds.interactions, config={"content_recipe": rec.model_dump()})
+    return artifact_builder(tmp_path_factory.mktemp("art") / "crossrec", demo_dir,
+                            model="crossrec", params=QUICK)
 
 
 def test_crossrec_places_new_items_and_text_queries_in_the_service(crossrec_artifact, demo_dir,

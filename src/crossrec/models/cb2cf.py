@@ -17,7 +17,9 @@ alone; most of the gain over a content-similarity model comes from ``p̂``, the 
 popularity (hence ``p2-tail``, which measures the same ranking away from the head).
 
 It is a vector model: item vectors are ``[ŷ_i, pop_weight · p̂_i]`` and user vectors
-``[x_u, 1]``; a new or updated history is folded in by the ALS least-squares user step.
+``[x_u, 1]``; a new or updated history is folded in by the ALS least-squares user step. With
+the ridge mapper it places new items from their content (``new_item_vectors``: the same map
+applied to their feature rows; a feature it was fitted on but not given counts as absent).
 
 Example:
     >>> model = CB2CFRecommender(ridge=3.0, pop_weight=0.03).fit(train)
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from crossrec.data.dataset import Features
 from crossrec.models.als import ALSRecommender
 from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
@@ -80,13 +83,23 @@ class CB2CFRecommender(Recommender, VectorModel):
     def content_matrix(self, train: TrainData) -> np.ndarray:
         """(n_items, D + 1) float32: the chosen feature blocks, each row-L2-normalised and
         weighted, then a constant column."""
+        names = self._feature_names(train)
+        return self._content_rows([train.item_features[n] for n in names], names)
+
+    def _content_rows(self, parts: list[Features], names: list[str]) -> np.ndarray:
         from crossrec.features import concat_features
 
-        names = self._feature_names(train)
         weights = self.block_weights or {}
-        parts = [train.item_features[n] for n in names]
         blocks = concat_features(parts, [weights.get(n, 1.0) for n in names]).matrix
-        return np.hstack([blocks, np.ones((train.n_items, 1), np.float32)])
+        return np.hstack([blocks, np.ones((len(blocks), 1), np.float32)])
+
+    def has_content(self, train: TrainData) -> bool:
+        """Whether ``train`` has item features this model can map from."""
+        try:
+            self._feature_names(train)
+        except ValueError:
+            return False
+        return True
 
     def _feature_names(self, train: TrainData) -> list[str]:
         if self.features is not None:
@@ -115,6 +128,8 @@ class CB2CFRecommender(Recommender, VectorModel):
         logpop = np.log1p(pop)
         mu, sd = logpop[warm].mean(), logpop[warm].std() or 1.0
         targets = np.hstack([als.item_factors_, ((logpop - mu) / sd)[:, None]])   # (n, f+1)
+        names = self._feature_names(train)
+        self.feature_dims_ = {n: int(train.item_features[n].matrix.shape[1]) for n in names}
         predicted = self._map(F, targets, warm)                          # (n_items, f+1)
         factors = np.where(warm[:, None], als.item_factors_, predicted[:, :-1])
         self.user_factors_ = als.user_factors_                           # (n_users, f)
@@ -133,6 +148,7 @@ class CB2CFRecommender(Recommender, VectorModel):
             else:                                                        # dual: (n_warm²)
                 K = Fw @ Fw.T + self.ridge * np.eye(len(Fw))
                 W = Fw.T @ np.linalg.solve(K, Yw)
+            self.map_ = W.astype(np.float32)                             # (D+1, f+1)
             return (F.astype(np.float64) @ W).astype(np.float32)
         return self._mlp(F, Y, warm)
 
@@ -155,6 +171,39 @@ class CB2CFRecommender(Recommender, VectorModel):
             opt.step()
         with torch.no_grad():
             return net(x).numpy()
+
+    # -- new items ----------------------------------------------------------------------------
+    @property
+    def places_new_items(self) -> bool:
+        """The ridge map can be applied to new rows (the MLP's weights are not kept)."""
+        return self.mapper == "ridge"
+
+    def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
+        """(n, factors + 1) ``[ŷ, pop_weight · p̂]`` for items never fitted on, from their
+        feature rows (name -> Features of n rows, encoded like the training features)."""
+        self._check_fitted()
+        if not hasattr(self, "map_"):
+            raise ValueError(f"cb2cf: mapper={self.mapper!r} keeps no content map, so it "
+                             f"cannot place new items (use mapper='ridge')")
+        names = list(self.feature_dims_)
+        given = [n for n in names if n in features]
+        if not given:
+            raise ValueError(f"cb2cf: new items need at least one of the features the model "
+                             f"was fitted on {names}; got {sorted(features) or 'none'}")
+        n = len(features[given[0]].mask)
+        parts = []
+        for name in names:
+            f = features.get(name)
+            if f is None:
+                f = Features(np.zeros((n, self.feature_dims_[name]), np.float32),
+                             np.zeros(n, bool), name)
+            elif f.matrix.shape != (n, self.feature_dims_[name]):
+                raise ValueError(f"cb2cf: feature {name!r} has shape {f.matrix.shape}; expected "
+                                 f"({n}, {self.feature_dims_[name]})")
+            parts.append(f)
+        predicted = self._content_rows(parts, names) @ self.map_
+        return np.hstack([predicted[:, :-1], np.float32(self.pop_weight) * predicted[:, -1:]]
+                         ).astype(np.float32)
 
     # -- score --------------------------------------------------------------------------------
     def item_vectors(self) -> np.ndarray:

@@ -47,6 +47,16 @@ Losses (each weighted; weight 0 switches it off):
   content learns what co-consumption says (the CB2CF idea, as one more task). ``cf_init``
   starts the item-id embeddings at those ALS factors.
 
+Collaborative channel (``collab``): next to the two towers, the model fits the content-to-
+collaborative map of :mod:`crossrec.models.cb2cf` (implicit ALS on the training matrix; a ridge
+map from the items' content to the ALS item factors and log popularity for items without
+interactions) and adds its score with a weight: ``score = [u, 1] · [v_i, b_i] + w · s ·
+[x_u, 1] · [ŷ_i, p̂_i]``, where ``s`` puts the two scores on one scale (the ratio of their
+standard deviations over training users and all items) and ``w`` is chosen on valid NDCG@20
+from :data:`COLLAB_WEIGHTS` after the towers are trained (or fixed by ``collab_weight``). The
+vectors are concatenated, so scoring stays one dot product; a new history is folded into the
+channel by the ALS least-squares step, a new item placed by the ridge map.
+
 Features wider than ``input_dim`` (TF-IDF, image vectors) are first reduced by a truncated SVD
 over the catalog (unsupervised; every row, the catalog's too, is projected as ``x @ Vt.T``),
 every feature row is L2-normalised.
@@ -97,6 +107,8 @@ LM_MODES = ("frozen", "lora", "ia3", "full")
 POOLINGS = ("transformer", "mean")
 OBJECTIVES = ("next", "set")
 LOSSES = ("softmax", "bpr")
+COLLAB_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""Weights of the collaborative channel (relative to the towers' score scale) tried on valid."""
 ITEM_TOWER_PARTS = ("proj", "gate", "bias_head", "pop_head", "pop_scale")
 """The item-tower weights a new item needs (not the id embedding, id offset or category head)."""
 
@@ -261,7 +273,11 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
                  lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
                  lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
-                 ensemble: int = 1, input_dim: int = 256, bf16: bool | None = None, threads: int = 1,
+                 ensemble: int = 1, input_dim: int = 256, collab: bool = False,
+                 collab_weight: float | None = None, collab_factors: int = 64,
+                 collab_regularization: float = 10.0, collab_ridge: float = 3.0,
+                 collab_pop_weight: float = 0.03,
+                 bf16: bool | None = None, threads: int = 1,
                  checkpoint_dir: str | None = None, log_path: str | None = None,
                  progress: bool | None = None, seed: int = 0):
         self.dim = dim
@@ -307,6 +323,12 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.text_field_dropout = text_field_dropout
         self.ensemble = ensemble
         self.input_dim = input_dim
+        self.collab = collab
+        self.collab_weight = collab_weight
+        self.collab_factors = collab_factors
+        self.collab_regularization = collab_regularization
+        self.collab_ridge = collab_ridge
+        self.collab_pop_weight = collab_pop_weight
         self.bf16 = bf16
         self.threads = threads
         self.checkpoint_dir = checkpoint_dir
@@ -331,6 +353,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                      "max_targets", "input_dim"):
             if int(getattr(self, attr)) < 1:
                 raise ValueError(f"crossrec: {attr} must be >= 1, got {getattr(self, attr)}")
+        if self.collab_weight is not None and float(self.collab_weight) < 0:
+            raise ValueError(f"crossrec: collab_weight must be >= 0, got {self.collab_weight}")
         if self.dim % self.heads:
             raise ValueError(f"crossrec: dim {self.dim} is not divisible by heads {self.heads}")
 
@@ -379,7 +403,97 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.train_log_ = [{"best_epoch": r.best_epoch, "best_valid": r.best_score,
                             "epochs_run": r.epochs_run, "seconds_to_best": r.seconds_to_best}
                            for r in results]
+        self.tower_width_ = int(self.item_vectors_.shape[1])
+        if self.collab:
+            self._fit_collab(train, valid)
         return self
+
+    # -- the collaborative channel ------------------------------------------------------------
+    def _collab_model(self):
+        from crossrec.models.cb2cf import CB2CFRecommender
+
+        return CB2CFRecommender(factors=int(self.collab_factors),
+                                regularization=float(self.collab_regularization),
+                                ridge=float(self.collab_ridge),
+                                pop_weight=float(self.collab_pop_weight), seed=int(self.seed))
+
+    def _fit_collab(self, train: TrainData, valid: TrainData | None) -> None:
+        """Fit the channel, put it on the towers' scale, choose its weight on valid, and append
+        it to the item and user vectors (see the module doc)."""
+        from crossrec.training import ndcg_callback
+
+        cb = self._collab_model()
+        if cb.has_content(train):
+            cb.fit(train)
+            CI = cb.item_vectors()                                     # (n_items, f + 1)
+            CU = cb._user_rows(cb.user_factors_)                       # (n_users, f + 1)
+            self.collab_map_, self.collab_feature_dims_ = cb.map_, cb.feature_dims_
+        else:                  # no content to map from (e.g. Douban): the ALS part alone
+            from crossrec.models.als import ALSRecommender
+
+            als = ALSRecommender(cb.factors, cb.regularization, cb.alpha, cb.iterations,
+                                 cb.seed).fit(train)
+            CI = np.hstack([als.item_factors_, np.zeros((train.n_items, 1), np.float32)])
+            CU = np.hstack([als.user_factors_, np.ones((train.n_users, 1), np.float32)])
+            self.collab_map_, self.collab_feature_dims_ = None, {}
+        CU[train.matrix.getnnz(axis=1) == 0] = 0.0       # no history: towers' popularity guess
+        TI, TU = self.item_vectors_, self.user_vectors_
+        active = np.flatnonzero(train.matrix.getnnz(axis=1) > 0)
+        sample = np.random.default_rng(int(self.seed)).choice(
+            active, size=min(512, len(active)), replace=False) if len(active) else active
+        tower_sd = float(np.std(TU[sample] @ TI.T)) if len(sample) else 1.0
+        collab_sd = float(np.std(CU[sample] @ CI.T)) if len(sample) else 1.0
+        scale = tower_sd / collab_sd if collab_sd > 0 else 0.0
+        if self.collab_weight is not None:
+            weights = [float(self.collab_weight)]
+        elif valid is not None:
+            weights = list(COLLAB_WEIGHTS)
+        else:
+            weights = [1.0]
+        chosen, tried = weights[0], {}
+        if len(weights) > 1:
+            best = -np.inf
+            for w in weights:
+                score = ndcg_callback(
+                    lambda users, w=w: TU[users] @ TI.T + (w * scale) * (CU[users] @ CI.T),
+                    train.matrix, valid.matrix, candidates=valid.candidates)()
+                tried[str(w)] = score
+                if score > best:
+                    chosen, best = w, score
+            log.info("crossrec: collaborative channel weight %s on valid (%s)", chosen, tried)
+        self.collab_weight_ = float(chosen)
+        self.collab_scale_ = float(scale)
+        self.collab_valid_ = tried
+        self.collab_factors_ = CI[:, :-1].astype(np.float32)          # for the fold-in
+        factor = np.float32(self.collab_weight_ * self.collab_scale_)
+        self.item_vectors_ = np.hstack([TI, factor * CI]).astype(np.float32)
+        self.user_vectors_ = np.hstack([TU, CU]).astype(np.float32)
+
+    def _collab_user_rows(self, histories: list[np.ndarray]) -> np.ndarray:
+        from crossrec.models.als import ALSRecommender
+
+        fold = ALSRecommender(int(self.collab_factors), float(self.collab_regularization))
+        fold.item_factors_ = self.collab_factors_
+        x = fold.user_vectors(histories)
+        rows = np.hstack([x, np.ones((len(x), 1), np.float32)])
+        rows[[len(h) == 0 for h in histories]] = 0.0
+        return rows.astype(np.float32)
+
+    def _collab_new_items(self, features: dict[str, Features]) -> np.ndarray:
+        n = len(next(iter(features.values())).mask) if features else 0
+        given = {k: v for k, v in features.items() if k in self.collab_feature_dims_}
+        if self.collab_map_ is None or not given:   # no content map, or none of its features
+            return np.zeros((n, self.collab_factors_.shape[1] + 1), np.float32)
+        cb = self._collab_model()
+        cb.map_ = self.collab_map_
+        cb.feature_dims_ = dict(self.collab_feature_dims_)
+        return cb.new_item_vectors(given)
+
+    def refit_params(self) -> dict[str, Any]:
+        params = super().refit_params()
+        if self.collab:
+            params["collab_weight"] = self.collab_weight_
+        return params
 
 
     # -- scoring ------------------------------------------------------------------------------
@@ -411,6 +525,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             V = self.item_vectors_[:, k * (d + 1):k * (d + 1) + d]
             out.append(np.float32(1.0 / n_parts) * _fold_in(
                 tower, V, histories, int(self.max_len), causal=self.objective == "next"))
+        if self.collab:
+            out.append(self._collab_user_rows(histories))
         return np.hstack(out).astype(np.float32)
 
     # -- new items from content --------------------------------------------------------------
@@ -473,6 +589,9 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                     x = np.zeros((n, int(input_dims[m])), np.float32)
                 feats[m] = _feature_rows(x, state.get(f"reduce.{m}"))
             out.append(self._item_tower(k).run(feats, present))
+        if self.collab:
+            factor = np.float32(self.collab_weight_ * self.collab_scale_)
+            out.append(factor * self._collab_new_items(features))
         return np.hstack(out).astype(np.float32)
 
     def _item_tower(self, k: int) -> _ContentTower:

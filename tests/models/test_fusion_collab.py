@@ -1,0 +1,110 @@
+"""The fusion model's collaborative channel (``collab``): a cb2cf-style ALS + content map whose
+score is added to the towers' with a weight chosen on valid; the vectors stay one dot product,
+fold-in, new items and save/load keep it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_fusion import COLD_A, COLD_B, FAST, N_ITEMS, N_USERS, data  # noqa: F401
+
+from crossrec.data.dataset import Features
+from crossrec.data.interactions import Interactions
+from crossrec.models import Recommender, TrainData
+from crossrec.models.base import histories_from
+from crossrec.models.cb2cf import CB2CFRecommender
+from crossrec.models.fusion import COLLAB_WEIGHTS, FusionRecommender
+
+QUICK = {**FAST, "epochs": 4, "collab": True, "collab_factors": 4,
+         "collab_regularization": 1.0, "collab_ridge": 0.1}
+COLD = np.r_[COLD_A, COLD_B]
+
+
+def rows(train, items) -> dict[str, Features]:
+    return {m: Features(f.matrix[items], f.mask[items], m) for m, f in train.item_features.items()}
+
+
+@pytest.fixture(scope="module")
+def fixed(data):  # noqa: F811
+    return FusionRecommender(**QUICK, collab_weight=1.0).fit(data)
+
+
+def test_the_score_is_the_towers_plus_the_weighted_channel(fixed, data):  # noqa: F811
+    towers = FusionRecommender(**{**QUICK, "collab": False}).fit(data)
+    cb = CB2CFRecommender(factors=4, regularization=1.0, ridge=0.1, pop_weight=0.03,
+                          seed=0).fit(data)
+    users = np.arange(N_USERS)
+    w = fixed.collab_weight_ * fixed.collab_scale_
+    np.testing.assert_allclose(fixed.score(users), towers.score(users) + w * cb.score(users),
+                               rtol=1e-4, atol=1e-4)
+    assert fixed.collab_weight_ == 1.0 and fixed.collab_scale_ > 0
+    assert fixed.item_vectors().shape[1] == towers.item_vectors().shape[1] + 4 + 1
+
+
+def test_weight_is_chosen_on_valid_and_carried_to_the_refit(data):  # noqa: F811
+    rng = np.random.default_rng(1)
+    # valid: two more cold items of the user's block (cold items only count there)
+    users = np.repeat(np.arange(N_USERS), 2)
+    items = np.array([rng.choice(COLD_A if u < 36 else COLD_B) for u in users])
+    valid = TrainData(Interactions(users, items, np.zeros(len(users))), N_USERS, N_ITEMS,
+                      candidates=np.isin(np.arange(N_ITEMS), COLD))
+    model = FusionRecommender(**QUICK).fit(data, valid)
+    assert set(model.collab_valid_) == {str(w) for w in COLLAB_WEIGHTS}
+    best = max(model.collab_valid_, key=model.collab_valid_.get)
+    assert model.collab_valid_[str(model.collab_weight_)] == model.collab_valid_[best]
+    assert model.refit_params()["collab_weight"] == model.collab_weight_
+
+
+def test_fold_in_of_the_training_histories_gives_the_training_user_vectors(fixed, data):  # noqa: F811
+    hist = histories_from(data.interactions, N_USERS)
+    U, W = fixed.user_vectors(hist), fixed.tower_width_
+    np.testing.assert_array_equal(U[:, :W], fixed.user_vectors_[:, :W])      # towers: exact
+    # the channel: the exact least-squares fold-in of what ALS reached by conjugate gradient
+    np.testing.assert_allclose(U[:, W:], fixed.user_vectors_[:, W:], atol=0.1)
+    assert np.all(U[:, -1] == 1.0)                                  # the popularity column
+    empty = fixed.user_vectors([np.zeros(0, np.int64)])
+    assert np.all(empty[0, W:] == 0)                                # no history: no channel
+
+
+def test_new_items_get_the_channel_from_their_content(fixed, data, tmp_path):  # noqa: F811
+    V = fixed.new_item_vectors(rows(data, COLD))
+    np.testing.assert_allclose(V, fixed.item_vectors()[COLD], rtol=1e-4, atol=1e-5)
+    back = Recommender.load(fixed.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.score(np.arange(5)), fixed.score(np.arange(5)))
+    np.testing.assert_allclose(back.new_item_vectors(rows(data, COLD)), V, rtol=1e-6)
+
+
+def test_cb2cf_places_new_items_with_its_ridge_map_and_says_when_it_cannot(data):  # noqa: F811
+    cb = CB2CFRecommender(factors=4, regularization=1.0, ridge=0.1,
+                          features=("genre", "text")).fit(data)
+    assert cb.places_new_items
+    np.testing.assert_allclose(cb.new_item_vectors(rows(data, COLD)), cb.item_vectors()[COLD],
+                               rtol=1e-4, atol=1e-5)
+    only_genre = {"genre": rows(data, COLD)["genre"]}            # text absent: still placed
+    assert np.isfinite(cb.new_item_vectors(only_genre)).all()
+    with pytest.raises(ValueError, match="at least one of the features"):
+        cb.new_item_vectors({"audio": rows(data, COLD)["genre"]})
+    with pytest.raises(ValueError, match=r"feature 'genre' has shape \(6, 3\)"):
+        cb.new_item_vectors({"genre": Features(np.zeros((6, 3)), np.ones(6, bool))})
+    mlp = CB2CFRecommender(factors=4, mapper="mlp", epochs=5, features=("genre",)).fit(data)
+    assert not mlp.places_new_items
+    with pytest.raises(ValueError, match="keeps no content map"):
+        mlp.new_item_vectors(rows(data, COLD))
+
+
+def test_a_negative_channel_weight_is_refused(data):  # noqa: F811
+    with pytest.raises(ValueError, match="collab_weight must be >= 0"):
+        FusionRecommender(**QUICK, collab_weight=-1.0).fit(data)
+
+
+def test_without_content_the_channel_is_als_alone(data):  # noqa: F811
+    from crossrec.models.als import ALSRecommender
+
+    bare = TrainData(data.interactions, N_USERS, N_ITEMS)
+    model = FusionRecommender(**QUICK, collab_weight=1.0).fit(bare)
+    als = ALSRecommender(factors=4, regularization=1.0, seed=0).fit(bare)
+    W = model.tower_width_
+    np.testing.assert_allclose(model.item_vectors()[:, W:-1] / (model.collab_scale_),
+                               als.item_factors_, rtol=1e-4, atol=1e-5)
+    assert np.all(model.item_vectors()[:, -1] == 0)                # no popularity from content
+    assert model.collab_map_ is None
