@@ -129,7 +129,15 @@ def main() -> int:
     ap.add_argument("--variants", default="", help="comma-separated ablation variants")
     ap.add_argument("--summary", action="store_true", help="print the tables from the JSON "
                     "files and exit")
+    ap.add_argument("--set", default="", help="parameter overrides for the runs' models, "
+                    "KEY=JSON,... (e.g. collab=true,collab_weight=1.0)")
+    ap.add_argument("--label", default="", help="the variant name of the result files "
+                    "(default: the model name)")
     args = ap.parse_args()
+    overrides = {}
+    for pair in filter(None, args.set.split(",")):
+        key, _, value = pair.partition("=")
+        overrides[key.strip()] = [json.loads(value)]
     if args.summary:
         print(summary())
         return 0
@@ -154,7 +162,9 @@ def main() -> int:
         feats = features_for(ds, modalities, args.store)
         models = [m for m in args.models.split(",") if m] or list(grids)
         for model in models:
-            run_one(split, model, grids.get(model), seeds, feats, OUT / run, model)
+            grid = {**(grids.get(model) or {}), **overrides} if overrides or grids.get(model) \
+                else None
+            run_one(split, model, grid, seeds, feats, OUT / run, args.label or model)
     return 0
 
 

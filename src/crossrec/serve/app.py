@@ -17,6 +17,7 @@ users when ``events_need_key``. The artifact is reloaded atomically by ``POST
 
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -225,6 +226,10 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             hup = False
         if preload_encoders:
             await asyncio.to_thread(service.preload_encoders)
+        # the artifact's millions of long-lived objects (id maps, catalog rows) out of the
+        # collector's view: a full collection walking them stalled requests by tens of ms
+        gc.collect()
+        gc.freeze()
         app.state.ready = True
         yield
         app.state.ready = False

@@ -200,10 +200,16 @@ class Loaded:
             pos = np.flatnonzero(ok) + self.n_items
             ids = np.concatenate([ids, pos])
             scores = np.concatenate([scores, s[ok]])
-        keep = (ids >= 0) & ~np.isin(ids, list(exclude)) if exclude else ids >= 0
+        if exclude:           # a few dozen ids: set lookups beat building an isin table
+            keep = np.fromiter((i >= 0 and i not in exclude for i in ids.tolist()), bool,
+                               count=len(ids))
+        else:
+            keep = ids >= 0
         ids, scores = ids[keep], scores[keep]
-        order = np.argsort(-scores, kind="stable")[:k]
-        return ids[order], scores[order]
+        if len(live_v):       # the index's answers come sorted; live items are merged in
+            order = np.argsort(-scores, kind="stable")[:k]
+            return ids[order], scores[order]
+        return ids[:k], scores[:k]
 
 
 class Service:
@@ -609,9 +615,10 @@ class Service:
                     continue
                 fb = self.feedback.setdefault(e["user_id"], UserFeedback())
                 fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
-        for e, new in zip(events, fresh):
-            log.debug("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
-                     e["item_id"], "stored" if new else "duplicate")
+        if log.isEnabledFor(logging.DEBUG):
+            for e, new in zip(events, fresh):
+                log.debug("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
+                          e["item_id"], "stored" if new else "duplicate")
         return ["stored" if new else "duplicate" for new in fresh]
 
     def add_item(self, item_id: str, medium: str, text: dict[str, str], categories: list[str],
