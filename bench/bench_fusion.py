@@ -173,6 +173,8 @@ def summary() -> str:
     lines = []
     for folder in sorted(p for p in OUT.iterdir() if p.is_dir()):
         rows = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
+        # only this script's files (the paired-* folders hold `crossrec evaluate` output)
+        rows = [r for r in rows if isinstance(r, dict) and "variant" in r]
         if not rows:
             continue
         lines += [f"### {folder.name}", "",

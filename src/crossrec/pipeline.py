@@ -41,9 +41,10 @@ DEMO_GRIDS: dict[str, dict[str, list]] = {
     "content": {"feature": ["content"]},
     # small and quick (a few seconds a fit on 2 cores); the defaults (lr 1e-3, 8 epochs) barely
     # move on the demo's 300 users. 15 epochs: about where early stopping on valid ends (epochs
-    # 12-14), since the served model is refitted on everything without valid.
+    # 12-14), since the served model is refitted on everything without valid. The
+    # collaborative channel (ALS + the content map) with its weight chosen on valid.
     "crossrec": {"dim": [32], "max_len": [20], "layers": [1], "lr": [0.01], "epochs": [15],
-                 "patience": [3]},
+                 "patience": [3], "collab": [True]},
 }
 """One configuration each for the content and fusion models in ``run_demo`` (it must be quick)."""
 
