@@ -25,35 +25,37 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "fusion"
 
 # name -> (dataset, protocol, encoded modalities, {model: grid}); a grid of one value per
-# parameter fixes the setting (chosen on valid in earlier runs, see BENCHMARKS.md)
+# parameter fixes the setting (chosen on valid in earlier runs, see BENCHMARKS.md). "crossrec"
+# here is the towers alone (collab off); `--set collab=true --label crossrec-collab` adds the
+# collaborative channel, the model's default.
 RUNS: dict[str, tuple[str, str, list[str], dict[str, dict]]] = {
     "p1-ml-1m": ("ml-1m", "p1", ["text"], {
-        "crossrec": {"objective": ["next"], "id_dropout": [0.1], "epochs": [5],
+        "crossrec": {"collab": [False], "objective": ["next"], "id_dropout": [0.1], "epochs": [5],
                      "patience": [2], "medium_holdout": [0.0]},
         "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [5], "patience": [2]},
         "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
     "p2-ml-100k": ("ml-100k", "p2", ["text"], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+        "crossrec": {"collab": [False], "objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
                      "epochs": [30], "patience": [3], "medium_holdout": [0.0]},
     }),
     "p2-ml-1m": ("ml-1m", "p2", ["text", "image"], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+        "crossrec": {"collab": [False], "objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
                      "max_targets": [10], "epochs": [8], "patience": [2]},
     }),
     "p3-douban": ("douban", "p3", [], {
-        "crossrec": {"objective": ["set"], "medium_holdout": [1.0], "id_dropout": [0.0],
+        "crossrec": {"collab": [False], "objective": ["set"], "medium_holdout": [1.0], "id_dropout": [0.0],
                      "max_targets": [50], "negatives": [1024], "cf_init": [False, True],
                      "epochs": [10], "patience": [2]},
         "sasrec": {"dropout": [0.2], "max_len": [50], "epochs": [10], "patience": [2]},
         "lightgcn": {"layers": [2], "reg": [1e-4], "epochs": [20], "patience": [2]},
     }),
     "p4-cold-lfm2k": ("lastfm-2k", "p4-cold", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+        "crossrec": {"collab": [False], "objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
                      "epochs": [10], "patience": [2]},
     }),
     "p4-cold-lfm2k-text-only": ("lastfm-2k", "p4-cold", [], {
-        "crossrec": {"objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
+        "crossrec": {"collab": [False], "objective": ["set"], "id_dropout": [1.0], "w_pop": [1.0],
                      "epochs": [10], "patience": [2], "features": ["minilm,tfidf"]},
     }),
 }

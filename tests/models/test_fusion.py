@@ -15,8 +15,9 @@ from crossrec.models.fusion import FusionRecommender, _FusionFit, build_item_tow
 N_USERS, WARM, COLD = 60, 40, 6            # items 0-19 block A, 20-39 block B, 40-45 cold
 N_ITEMS = WARM + COLD
 COLD_A, COLD_B = np.arange(40, 43), np.arange(43, 46)
+# the towers alone (the collaborative channel, on by default, has its own tests)
 FAST = dict(dim=16, max_len=8, layers=1, negatives=16, batch_size=32, epochs=25, lr=0.01,
-            threads=1, progress=False, w_align=0.1)
+            threads=1, progress=False, w_align=0.1, collab=False)
 
 
 def block_of(item: int) -> int:

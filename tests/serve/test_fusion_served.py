@@ -48,4 +48,6 @@ def test_crossrec_places_new_items_and_text_queries_in_the_service(crossrec_arti
         assert np.isfinite(scores).all()
     # the artifact's model is what placed it: same item tower after loading from disk
     model = load_artifact(crossrec_artifact).model
-    assert model.places_new_items and model.item_vectors().shape[1] == QUICK["dim"] + 1
+    assert model.places_new_items and model.tower_width_ == QUICK["dim"] + 1
+    # and the collaborative channel (the default) after the towers: ALS factors + popularity
+    assert model.item_vectors().shape[1] == model.tower_width_ + model.collab_factors + 1

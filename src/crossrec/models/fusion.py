@@ -47,7 +47,8 @@ Losses (each weighted; weight 0 switches it off):
   content learns what co-consumption says (the CB2CF idea, as one more task). ``cf_init``
   starts the item-id embeddings at those ALS factors.
 
-Collaborative channel (``collab``): next to the two towers, the model fits the content-to-
+Collaborative channel (``collab``, on by default; ``collab=False`` for the towers alone): next
+to the two towers, the model fits the content-to-
 collaborative map of :mod:`crossrec.models.cb2cf` (implicit ALS on the training matrix; a ridge
 map from the items' content to the ALS item factors and log popularity for items without
 interactions) and adds its score with a weight: ``score = [u, 1] · [v_i, b_i] + w · s ·
@@ -273,7 +274,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
                  lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
                  lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
-                 ensemble: int = 1, input_dim: int = 256, collab: bool = False,
+                 ensemble: int = 1, input_dim: int = 256, collab: bool = True,
                  collab_weight: float | None = None, collab_factors: int = 64,
                  collab_regularization: float = 10.0, collab_ridge: float = 3.0,
                  collab_pop_weight: float = 0.03,
