@@ -97,6 +97,7 @@ def features_for(dataset, modalities: list[str], store: Path) -> dict:
 def run_one(split, model: str, grid: dict, seeds: list[int], features: dict, out: Path,
             label: str) -> dict:
     from crossrec.evaluation.runner import evaluate, machine
+    from crossrec.models.base import jsonable
 
     t0 = time.perf_counter()
     res = evaluate(split, model, seeds=seeds, features=features, grid=grid, progress=False)
@@ -109,7 +110,7 @@ def run_one(split, model: str, grid: dict, seeds: list[int], features: dict, out
            "wall_seconds": time.perf_counter() - t0, "extra": res.extra,
            "machine": machine()}
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{label}.json").write_text(json.dumps(row, indent=2, default=_jsonable) + "\n")
+    (out / f"{label}.json").write_text(json.dumps(row, indent=2, default=jsonable) + "\n")
     print(f"{out.name:24s} {label:28s} valid {res.valid['ndcg@20']:.4f}  test ndcg@20 "
           f"{s['ndcg@20']['mean']:.4f} ± {s['ndcg@20']['std']:.4f}  "
           f"train s {np.median(list(res.train_seconds.values())):.0f}  "
@@ -196,18 +197,6 @@ def summary() -> str:
                 f"{r['peak_rss_mb']:.0f} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__}")
 
 
 if __name__ == "__main__":

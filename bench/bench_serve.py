@@ -463,7 +463,8 @@ def main(argv=None) -> int:
     if "open" in parts:            # open loop at a fixed offered rate
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
                                      args.work, rate=args.rate)
-        (OUT / f"open-loop-{args.rate:g}{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"open-loop-{args.rate:g}{suffix}.json").write_text(
+            json.dumps({**info, "runs": rows}, indent=2))
     if "recall" in parts:
         rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)
         (OUT / f"recall{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))

@@ -293,10 +293,12 @@ def histories_from(interactions: Interactions, n_users: int) -> list[np.ndarray]
 
 
 def jsonable(value: Any) -> Any:
-    """``json.dumps(default=...)`` for what models and artifacts hold: numpy scalars, tuples,
-    sets and paths."""
+    """``json.dumps(default=...)`` for what models and artifacts hold: numpy scalars and
+    arrays, tuples, sets and paths."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, (tuple, set)):
         return list(value)
     if isinstance(value, Path):

@@ -437,9 +437,10 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             CI = np.hstack([als.item_factors_, np.zeros((train.n_items, 1), np.float32)])
             CU = np.hstack([als.user_factors_, np.ones((train.n_users, 1), np.float32)])
             self.collab_map_, self.collab_feature_dims_ = None, {}
-        CU[train.matrix.getnnz(axis=1) == 0] = 0.0       # no history: towers' popularity guess
+        has_history = train.matrix.getnnz(axis=1) > 0
+        CU[~has_history] = 0.0                            # no history: towers' popularity guess
         TI, TU = self.item_vectors_, self.user_vectors_
-        active = np.flatnonzero(train.matrix.getnnz(axis=1) > 0)
+        active = np.flatnonzero(has_history)
         sample = np.random.default_rng(int(self.seed)).choice(
             active, size=min(512, len(active)), replace=False) if len(active) else active
         tower_sd = float(np.std(TU[sample] @ TI.T)) if len(sample) else 1.0
@@ -470,13 +471,16 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.item_vectors_ = np.hstack([TI, factor * CI]).astype(np.float32)
         self.user_vectors_ = np.hstack([TU, CU]).astype(np.float32)
 
-    def _collab_user_rows(self, histories: list[np.ndarray]) -> np.ndarray:
-        from crossrec.models.als import ALSRecommender
+    def _collab_restored(self):
+        """The channel's cb2cf model rebuilt from the saved arrays (fold-in and content map)."""
+        cb = self._collab_model()
+        cb.item_factors_ = self.collab_factors_
+        cb.map_ = self.collab_map_
+        cb.feature_dims_ = dict(self.collab_feature_dims_)
+        return cb
 
-        fold = ALSRecommender(int(self.collab_factors), float(self.collab_regularization))
-        fold.item_factors_ = self.collab_factors_
-        x = fold.user_vectors(histories)
-        rows = np.hstack([x, np.ones((len(x), 1), np.float32)])
+    def _collab_user_rows(self, histories: list[np.ndarray]) -> np.ndarray:
+        rows = self._collab_restored().user_vectors(histories)           # [x_u, 1]
         rows[[len(h) == 0 for h in histories]] = 0.0
         return rows.astype(np.float32)
 
@@ -485,10 +489,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         given = {k: v for k, v in features.items() if k in self.collab_feature_dims_}
         if self.collab_map_ is None or not given:   # no content map, or none of its features
             return np.zeros((n, self.collab_factors_.shape[1] + 1), np.float32)
-        cb = self._collab_model()
-        cb.map_ = self.collab_map_
-        cb.feature_dims_ = dict(self.collab_feature_dims_)
-        return cb.new_item_vectors(given)
+        return self._collab_restored().new_item_vectors(given)
 
     def refit_params(self) -> dict[str, Any]:
         params = super().refit_params()

@@ -17,7 +17,6 @@ users when ``events_need_key``. The artifact is reloaded atomically by ``POST
 
 
 import asyncio
-import gc
 import hashlib
 import hmac
 import json
@@ -37,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossrec.serve import schemas
-from crossrec.serve.service import MAX_K, Service, ServiceError
+from crossrec.serve.service import MAX_K, Service, ServiceError, freeze_heap
 from crossrec.serve.store import EventStore
 
 log = logging.getLogger("crossrec.serve")
@@ -226,10 +225,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             hup = False
         if preload_encoders:
             await asyncio.to_thread(service.preload_encoders)
-        # the artifact's millions of long-lived objects (id maps, catalog rows) out of the
-        # collector's view: a full collection walking them stalled requests by tens of ms
-        gc.collect()
-        gc.freeze()
+        freeze_heap()
         app.state.ready = True
         yield
         app.state.ready = False
