@@ -14,6 +14,8 @@
    With ``open``, open-loop load: 50 clients together send ``--rate`` requests/s on a fixed
    schedule, latency counted from each request's scheduled time (so a server that falls behind
    is charged for the wait: no coordinated omission).
+   With ``workers``, the closed and the open loop each with 1 and with 2 worker processes
+   (``crossrec serve --workers 2``), one after the other per size.
 2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
    PostgreSQL; events/s sustained.
    With ``recall``, recall@10 and query time per beam width (HNSW efSearch) or per number of
@@ -118,20 +120,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(artifact: Path, store: str, port: int, timeout: float = 600) -> subprocess.Popen:
+def start_server(artifact: Path, store: str, port: int, timeout: float = 600,
+                 workers: int = 1) -> subprocess.Popen:
+    """`crossrec serve` in its own process, once every worker answers /readyz."""
     env = {**os.environ, "CROSSREC_API_KEYS": "bench"}
     log = open(Path(tempfile.gettempdir()) / f"crossrec-bench-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(artifact),
                              "--host", "127.0.0.1", "--port", str(port), "--store", store,
-                             "--lazy-encoders"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.time() + timeout
+                             "--lazy-encoders", "--workers", str(workers)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline, ready = time.time() + timeout, set()
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: see {log.name}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
-                    return proc
+                    ready.add(json.loads(r.read())["worker"])
+                    if len(ready) >= workers:
+                        return proc
+                    time.sleep(0.05)
         except OSError:
             time.sleep(0.3)
     proc.kill()
@@ -280,9 +288,10 @@ async def load_open(port: int, make_request, duration: float, rate: float, clien
 # -- parts ------------------------------------------------------------------------------------
 
 def bench_recommendations(sizes: list[int], duration: float, work: Path,
-                          clients: int = 50, rate: float | None = None) -> list[dict]:
+                          clients: int = 50, rate: float | None = None,
+                          workers: tuple[int, ...] = (1,)) -> list[dict]:
     out = []
-    for n in sizes:
+    for n, w in [(n, w) for n in sizes for w in workers]:
         art = artifact_dir(work, n)
         saved = art / "bench-meta.json"
         if saved.exists():                         # the same synthetic artifact, built before
@@ -293,7 +302,7 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
             saved.write_text(json.dumps(meta))
         port = free_port()
         t0 = time.perf_counter()
-        proc = start_server(art, f"sqlite:///{work / f'ev-{n}.db'}", port)
+        proc = start_server(art, f"sqlite:///{work / f'ev-{n}.db'}", port, workers=w)
         meta["server_start_s"] = round(time.perf_counter() - t0, 1)
         rng = random.Random(n)
         def request(i):
@@ -305,7 +314,8 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
                               else load_open(port, request, duration, rate, clients=clients))
         finally:
             stop_server(proc)
-        row = {**meta, **res, "endpoint": "GET /v1/users/{id}/recommendations?k=10"}
+        row = {**meta, **res, "workers": w,
+               "endpoint": "GET /v1/users/{id}/recommendations?k=10"}
         print(json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -430,7 +440,9 @@ def main(argv=None) -> int:
     p.add_argument("--event-duration", type=float, default=20.0)
     p.add_argument("--latency-duration", type=float, default=15.0)
     p.add_argument("--pg-url", default=os.environ.get("CROSSREC_TEST_PG_URL"))
-    p.add_argument("--parts", default="recs,latency,open,recall,events,kill9")
+    p.add_argument("--parts", default="recs,latency,open,recall,events,kill9",
+                   help="also: workers (closed and open loop with 1 and 2 worker processes, "
+                   "side by side per size)")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW beam width (default 128)")
     p.add_argument("--all-media", action="store_true", help="HNSW artifacts also get an "
@@ -465,6 +477,13 @@ def main(argv=None) -> int:
                                      args.work, rate=args.rate)
         (OUT / f"open-loop-{args.rate:g}{suffix}.json").write_text(
             json.dumps({**info, "runs": rows}, indent=2))
+    if "workers" in parts:         # 1 and 2 worker processes, one after the other per size
+        sizes = [int(s) for s in args.sizes.split(",")]
+        rows = bench_recommendations(sizes, args.duration, args.work, workers=(1, 2))
+        opened = bench_recommendations(sizes, args.duration, args.work, rate=args.rate,
+                                       workers=(1, 2))
+        (OUT / f"workers{suffix}.json").write_text(json.dumps(
+            {**info, "closed_loop": rows, f"open_loop_{args.rate:g}": opened}, indent=2))
     if "recall" in parts:
         rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)
         (OUT / f"recall{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))

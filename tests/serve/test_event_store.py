@@ -45,7 +45,7 @@ def test_users_and_items_persist_across_reopen(store_url):
     assert not store.add_item("new-1", "article", {}, {})
     store.close()
     again = EventStore(store_url)
-    assert again.users() == [("newbie", {"likes": "jazz and the ocean"})]
+    assert [(u, p) for u, p, _ in again.users()] == [("newbie", {"likes": "jazz and the ocean"})]
     [item] = again.items()
     assert (item.item_id, item.medium, item.content) == ("new-1", "article", {"title": "Tides"})
     np.testing.assert_array_equal(item.features["text"], vec)

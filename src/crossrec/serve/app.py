@@ -13,6 +13,12 @@ Every client error is a 4xx JSON body ``{"error": "...", "detail": [...]}``. API
 as sha256 digests only; ``POST /v1/items`` and ``/v1/admin/*`` always need one, events and new
 users when ``events_need_key``. The artifact is reloaded atomically by ``POST
 /v1/admin/reload`` and by SIGHUP.
+
+With several worker processes (``crossrec serve --workers N``: a uvicorn supervisor and
+:func:`app_from_env` in each worker) the workers share the store and a
+:class:`~crossrec.serve.feed.ChangeFeed`; each catches up with the others' writes before it
+answers a request. SIGHUP to the supervisor, or ``POST /v1/admin/reload`` to any worker, asks
+every worker to reload; each swaps the artifact in place, as a single process does.
 """
 
 
@@ -36,6 +42,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossrec.serve import schemas
+from crossrec.serve.feed import ChangeFeed
 from crossrec.serve.service import MAX_K, Service, ServiceError, freeze_heap
 from crossrec.serve.store import EventStore
 
@@ -43,6 +50,7 @@ log = logging.getLogger("crossrec.serve")
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 1 << 20          # 1 MiB for JSON bodies
 MAX_UPLOAD_BYTES = 50 << 20       # 50 MiB for POST /v1/items
+RELOAD_POLL_S = 0.5               # how often a worker looks for a reload request
 
 UPLOAD_KINDS = {                  # magic bytes -> (media kind, file extension)
     b"\x89PNG\r\n\x1a\n": ("image", ".png"), b"\xff\xd8\xff": ("image", ".jpg"),
@@ -182,7 +190,8 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
                api_key_hashes: Iterable[str] = (), events_need_key: bool = False,
                index_kind: str = "auto", preload_encoders: bool = False,
                max_json_bytes: int = MAX_JSON_BYTES,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               feed_dir: str | None = None) -> FastAPI:
     """The FastAPI app; the artifact is loaded once, when the app starts (lifespan).
 
     Args:
@@ -195,6 +204,8 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         events_need_key: also require a key for ``POST /v1/events`` and ``POST /v1/users``.
         index_kind: see :class:`~crossrec.serve.service.Service`.
         preload_encoders: build the content encoders at start-up, not on first use.
+        feed_dir: a :class:`~crossrec.serve.feed.ChangeFeed` folder shared with the other
+            worker processes (None: a single process).
     """
     key_digests = {hash_key(k) for k in api_keys} | {h.lower() for h in api_key_hashes}
     metrics = Metrics()
@@ -203,7 +214,9 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         store = EventStore(store_url)
-        service = await asyncio.to_thread(Service, artifact_path, store, root, index_kind)
+        feed = ChangeFeed(feed_dir) if feed_dir else None
+        path = (feed.artifact() if feed else None) or artifact_path
+        service = await asyncio.to_thread(Service, path, store, root, index_kind, feed)
         app.state.service = service
         metrics.set_model(service)
         loop = asyncio.get_running_loop()
@@ -218,11 +231,30 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
                     log.exception("SIGHUP: reload failed; still serving the old artifact")
             loop.create_task(go())
 
-        try:
-            loop.add_signal_handler(signal.SIGHUP, on_hup)
-            hup = True
-        except (RuntimeError, ValueError, NotImplementedError):     # not the main thread
-            hup = False
+        hup, watcher = False, None
+        if feed is None:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, on_hup)
+                hup = True
+            except (RuntimeError, ValueError, NotImplementedError):     # not the main thread
+                pass
+        else:                            # a worker: reload when any process asks for it
+            app.state.reloads_seen = feed.reloads()
+
+            async def watch():
+                while True:
+                    await asyncio.sleep(RELOAD_POLL_S)
+                    wanted = feed.reloads()
+                    if wanted == app.state.reloads_seen:
+                        continue
+                    app.state.reloads_seen = wanted
+                    try:
+                        out = await asyncio.to_thread(service.reload, feed.artifact())
+                        metrics.set_model(service)
+                        log.info("reload requested: %s", out)
+                    except Exception:   # noqa: BLE001 - keep serving the old artifact
+                        log.exception("reload failed; still serving the old artifact")
+            watcher = loop.create_task(watch())
         if preload_encoders:
             await asyncio.to_thread(service.preload_encoders)
         freeze_heap()
@@ -231,6 +263,10 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         app.state.ready = False
         if hup:
             loop.remove_signal_handler(signal.SIGHUP)
+        if watcher is not None:
+            watcher.cancel()
+        if feed is not None:
+            feed.close()
         store.close()
 
     app = FastAPI(title="crossrec", version="1", lifespan=lifespan,
@@ -278,6 +314,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         svc = getattr(request.app.state, "service", None)
         if svc is None:
             raise ServiceError("not ready", 503)
+        svc.sync()                       # other workers' writes (a no-op with one process)
         return svc
 
     def _check_key(request: Request) -> None:
@@ -398,9 +435,12 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
 
     @app.post(v1 + "/admin/reload", response_model=schemas.ReloadOut,
               dependencies=[Depends(need_key)])
-    def reload(svc: Svc, body: schemas.ReloadIn | None = None):
+    def reload(svc: Svc, request: Request, body: schemas.ReloadIn | None = None):
         out = svc.reload(body.path if body else None)
         metrics.set_model(svc)
+        if svc.feed is not None:                          # and the other workers
+            svc.feed.set_artifact(out["path"])
+            request.app.state.reloads_seen = svc.feed.request_reload()
         return out
 
     # -- operations ---------------------------------------------------------------------------
@@ -419,7 +459,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             media[m] = media.get(m, 0) + 1
         return {"status": "ready", "model": loaded.artifact.meta["model"],
                 "version": loaded.version, "items": loaded.total_items,
-                "media": dict(sorted(media.items()))}
+                "media": dict(sorted(media.items())), "worker": os.getpid()}
 
     @app.get("/metrics")
     async def prometheus():
@@ -443,6 +483,19 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of ``crossrec serve --workers N`` (a uvicorn factory): the
+    arguments of :func:`create_app` as JSON in ``$CROSSREC_SERVE``."""
+    from crossrec.serve.commands import single_threaded_math
+
+    config = os.environ.get("CROSSREC_SERVE")
+    if not config:
+        raise RuntimeError("CROSSREC_SERVE is not set (it is set by `crossrec serve --workers`)")
+    single_threaded_math()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)      # the supervisor's: it asks for reloads
+    return create_app(**json.loads(config))
 
 
 def _json(body: dict) -> Response:
@@ -484,4 +537,5 @@ def _check_image(data: bytes) -> None:
         raise ServiceError(f"the uploaded image cannot be decoded: {e}", 415) from None
 
 
-__all__ = ["BodyLimit", "MAX_JSON_BYTES", "MAX_UPLOAD_BYTES", "create_app", "hash_key", "sniff"]
+__all__ = ["BodyLimit", "MAX_JSON_BYTES", "MAX_UPLOAD_BYTES", "app_from_env", "create_app", "hash_key",
+           "sniff"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -51,20 +52,60 @@ def single_threaded_math() -> None:
 def _serve(artifact, args, media_root) -> int:
     import uvicorn
 
-    from crossrec.serve.app import create_app
+    from crossrec.serve.app import create_app, hash_key
 
     raw, digests = _keys(args)
     if not raw and not digests:
         log.warning("no API keys configured: POST /v1/items and /v1/admin/* will refuse every "
                     "request (set CROSSREC_API_KEYS or --api-key-file)")
-    single_threaded_math()
-    app = create_app(artifact, store_url=args.store, media_root=media_root, api_keys=raw,
-                     api_key_hashes=digests, events_need_key=args.events_need_key,
-                     index_kind=args.index, preload_encoders=not args.lazy_encoders)
-    print(f"serving {artifact} at http://{args.host}:{args.port}/  (API docs at /docs)",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=5)
+    config = {"artifact_path": str(artifact), "store_url": args.store,
+              "media_root": None if media_root is None else str(media_root),
+              "api_key_hashes": [*digests, *(hash_key(k) for k in raw)],
+              "events_need_key": args.events_need_key, "index_kind": args.index,
+              "preload_encoders": not args.lazy_encoders}
+    workers = int(getattr(args, "workers", 1) or 1)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    print(f"serving {artifact} at http://{args.host}:{args.port}/  (API docs at /docs"
+          f"{f'; {workers} worker processes' if workers > 1 else ''})", flush=True)
+    run = {"host": args.host, "port": args.port, "log_level": "warning", "access_log": False,
+           "timeout_graceful_shutdown": 5}
+    if workers == 1:
+        single_threaded_math()
+        uvicorn.run(create_app(**config), **run)
+        return 0
+    return _run_workers(config, run, workers)
+
+
+def _run_workers(config: dict, run: dict, workers: int) -> int:
+    """uvicorn's supervisor over ``workers`` processes sharing a change feed; its SIGHUP asks
+    the workers to reload in place (uvicorn's own would replace the processes, and a process
+    that stops drops the connections it has accepted but not answered)."""
+    import shutil
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from crossrec.serve.feed import ChangeFeed
+
+    feed = ChangeFeed.create()
+    feed.set_artifact(config["artifact_path"])
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            log.info("SIGHUP: the workers reload the artifact")
+            feed.request_reload()
+
+    os.environ["CROSSREC_SERVE"] = json.dumps({**config, "feed_dir": str(feed.folder)})
+    uconfig = uvicorn.Config("crossrec.serve.app:app_from_env", factory=True, workers=workers,
+                             **run)
+    sock = uconfig.bind_socket()
+    try:
+        Supervisor(uconfig, sockets=[sock]).run()
+    finally:
+        sock.close()
+        feed.close()
+        shutil.rmtree(feed.folder, ignore_errors=True)
     return 0
 
 
@@ -75,8 +116,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    import json
-
     from crossrec.pipeline import retrain
 
     out = retrain(args.artifact, args.store, args.out, store_root=args.features)
@@ -120,6 +159,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    "items, IVF above)")
     p.add_argument("--lazy-encoders", action="store_true",
                    help="load the content encoders on first use, not at start-up")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1); each holds the model and index, and "
+                   "they share the store: a write to one is served by all at once")
 
 
 def add_commands(sub) -> None:

@@ -11,6 +11,11 @@ a small exact side index, so the main index is never mutated while it is searche
 A :class:`Loaded` holds everything derived from one artifact; :meth:`Service.reload` builds a
 new one and swaps a single reference, so a request in flight finishes on the old one.
 
+Several worker processes (``crossrec serve --workers N``) each hold a Service over one store and
+one :class:`~crossrec.serve.feed.ChangeFeed`: a write goes to the store, bumps the feed, and is
+applied by reading it back (:meth:`Service.sync`), as every other worker does before its next
+request, so what one worker acknowledged, all serve.
+
 Example:
     >>> svc = Service("artifacts/demo", EventStore("sqlite:///events.db"), media_root="data/demo")
     >>> svc.recommend("u0001", k=10, media={"video"})["items"][0]["item_id"]
@@ -38,7 +43,8 @@ from crossrec.data.catalog import Catalog
 from crossrec.data.dataset import Features
 from crossrec.index import Index, build_index
 from crossrec.recipe import ContentRecipe
-from crossrec.serve.store import EventStore, event_polarity
+from crossrec.serve.feed import ChangeFeed
+from crossrec.serve.store import EventStore, StoredEvent, event_polarity
 
 log = logging.getLogger("crossrec.serve")
 
@@ -50,6 +56,12 @@ SESSION_MAX_WEIGHT = 0.6
 with weight ``min(SESSION_MAX_WEIGHT, n / (n + SESSION_HALF))`` for n such events: one like
 moves the list visibly, and the training history still counts."""
 MAX_K = 100
+SYNC_MARGIN_S = 5.0
+"""Users and items created up to this long before the newest one seen are read again on a
+sync (a row's creation time is taken before its commit, so commits can land out of order)."""
+SYNC_MARGIN_EVENTS = 1000
+"""Events are read again from this many sequence numbers below the highest applied (on
+PostgreSQL, sequence numbers can commit out of order); the applied ones are skipped."""
 
 
 class ServiceError(Exception):
@@ -229,18 +241,25 @@ class Service:
         media_root: the folder media files are served from (None: no media served).
         index_kind: "auto" (a prebuilt ``<artifact>/index`` if present, else exact up to 50k
             items and IVF above), "exact", "flat", "ivf" or "hnsw".
+        feed: the change feed shared with other workers over the same store (None: this is
+            the only process writing to the store).
     """
 
     def __init__(self, artifact_path: str | os.PathLike, store: EventStore,
-                 media_root: str | os.PathLike | None = None, index_kind: str = "auto"):
+                 media_root: str | os.PathLike | None = None, index_kind: str = "auto",
+                 feed: ChangeFeed | None = None):
         self.artifact_path = Path(artifact_path)
         self.store = store
         self.media_root = Path(media_root).resolve() if media_root else None
         self.index_kind = index_kind
+        self.feed = feed
         self.feedback: dict[str, UserFeedback] = {}
         self._lock = threading.RLock()          # feedback mutation and swaps
         self._encoders: dict[str, Any] = {}
         self._enc_lock = threading.Lock()
+        self._synced = -1                       # the feed's value last caught up to
+        self._marks = {"seq": 0, "users": None, "items": None}
+        self._applied: set[int] = set()         # event seqs within the re-read margin
         self.loaded = self._load(self.artifact_path)
         self._restore()
 
@@ -250,6 +269,7 @@ class Service:
         loaded = Loaded(load_artifact(path), self.index_kind)
         for item in self.store.items():
             self._place(loaded, LiveItem(item.item_id, item.medium, item.content, item.features))
+            self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
         log.info("loaded artifact %s (model %s, version %s, %d items, index %s) in %.1fs", path,
                  loaded.artifact.meta["model"], loaded.version, loaded.total_items,
                  loaded.index.kind, time.perf_counter() - t0)
@@ -269,12 +289,58 @@ class Service:
 
     def _restore(self) -> None:
         """Rebuild per-user feedback from the store (after a restart)."""
-        for user_id, profile in self.store.users():
+        self._synced = self.feed.value() if self.feed else -1   # read before the store
+        self._pull_users()
+        for e in self.store.iter_events():
+            self._apply_event(e)
+
+    def _pull_users(self) -> None:
+        since = self._marks["users"]
+        for user_id, profile, created in self.store.users(
+                since=None if since is None else since - SYNC_MARGIN_S):
             fb = self.feedback.setdefault(user_id, UserFeedback())
             fb.known, fb.likes_text = True, str(profile.get("likes", ""))
-        for e in self.store.iter_events():
-            fb = self.feedback.setdefault(e.user_id, UserFeedback())
-            fb.events.append((e.item_id, e.polarity))
+            self._marks["users"] = max(self._marks["users"] or 0.0, created)
+
+    def _apply_event(self, e: StoredEvent) -> None:
+        if e.seq in self._applied:
+            return
+        fb = self.feedback.setdefault(e.user_id, UserFeedback())
+        fb.events.append((e.item_id, e.polarity))
+        self._applied.add(e.seq)
+        if e.seq > self._marks["seq"]:
+            self._marks["seq"] = e.seq
+            floor = e.seq - SYNC_MARGIN_EVENTS
+            if len(self._applied) > 2 * SYNC_MARGIN_EVENTS:
+                self._applied = {q for q in self._applied if q > floor}
+
+    def sync(self) -> bool:
+        """Catch up with what other workers wrote to the store since the last sync: events,
+        users and items (True if there was anything). A no-op without a feed."""
+        if self.feed is None:
+            return False
+        seen = self.feed.value()
+        if seen == self._synced:
+            return False
+        with self._lock:
+            if seen == self._synced:
+                return False
+            self._pull_users()
+            for e in self.store.events(after_seq=max(0, self._marks["seq"]
+                                                     - SYNC_MARGIN_EVENTS)):
+                self._apply_event(e)
+            since = self._marks["items"]
+            for item in self.store.items(since=None if since is None else since - SYNC_MARGIN_S):
+                self._place(self.loaded, LiveItem(item.item_id, item.medium, item.content,
+                                                  item.features))
+                self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
+            self._synced = seen
+        return True
+
+    def _changed(self) -> None:
+        """After a store write with a feed: tell the other workers, and apply it here."""
+        self.feed.bump()
+        self.sync()
 
     def reload(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
         """Load an artifact (default: the same path, e.g. rewritten by ``crossrec retrain``)
@@ -299,10 +365,14 @@ class Service:
         user_id = user_id or f"new-{uuid.uuid4().hex[:10]}"
         if self.known_user(user_id):
             raise ServiceError(f"user {user_id!r} exists", 409)
-        self.store.add_user(user_id, {"likes": likes})
-        with self._lock:
-            fb = self.feedback.setdefault(user_id, UserFeedback())
-            fb.known, fb.likes_text = True, likes
+        if not self.store.add_user(user_id, {"likes": likes}):
+            raise ServiceError(f"user {user_id!r} exists", 409)      # another worker's
+        if self.feed is not None:
+            self._changed()
+        else:
+            with self._lock:
+                fb = self.feedback.setdefault(user_id, UserFeedback())
+                fb.known, fb.likes_text = True, likes
         log.info("new user %s", user_hash(user_id))
         return {"user_id": user_id, "likes": likes}
 
@@ -619,12 +689,16 @@ class Service:
             if e["item_id"] not in loaded.item_pos:
                 raise NotFound(f"event {e['event_id']!r}: unknown item {e['item_id']!r}")
         fresh = self.store.add_events(events)
-        with self._lock:
-            for e, new in zip(events, fresh):
-                if not new:
-                    continue
-                fb = self.feedback.setdefault(e["user_id"], UserFeedback())
-                fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
+        if self.feed is not None:
+            if any(fresh):
+                self._changed()
+        else:
+            with self._lock:
+                for e, new in zip(events, fresh):
+                    if not new:
+                        continue
+                    fb = self.feedback.setdefault(e["user_id"], UserFeedback())
+                    fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
         if log.isEnabledFor(logging.DEBUG):
             for e, new in zip(events, fresh):
                 log.debug("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
@@ -670,8 +744,12 @@ class Service:
         with self._lock:
             if item_id in self.loaded.item_pos:
                 raise ServiceError(f"item {item_id!r} exists", 409)
-            self.store.add_item(item_id, medium, content, features)
-            self._place(self.loaded, item)
+            if not self.store.add_item(item_id, medium, content, features):
+                raise ServiceError(f"item {item_id!r} exists", 409)   # another worker's
+            if self.feed is not None:
+                self._changed()
+            else:
+                self._place(self.loaded, item)
         return self.item(item_id)
 
 

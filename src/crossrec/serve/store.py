@@ -242,10 +242,14 @@ class EventStore:
         with self.engine.begin() as conn:
             return conn.execute(stmt).first() is not None
 
-    def users(self) -> list[tuple[str, dict[str, Any]]]:
+    def users(self, since: float | None = None) -> list[tuple[str, dict[str, Any], float]]:
+        """(user_id, profile, created) in creation order; with ``since``, those created at
+        or after that time."""
+        q = select(users_table).order_by(users_table.c.created)
+        if since is not None:
+            q = q.where(users_table.c.created >= float(since))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(users_table).order_by(users_table.c.created))
-            return [(r.user_id, json.loads(r.profile)) for r in rows]
+            return [(r.user_id, json.loads(r.profile), r.created) for r in conn.execute(q)]
 
     # -- items --------------------------------------------------------------------------------
     def add_item(self, item_id: str, medium: str, content: dict[str, Any],
@@ -258,9 +262,14 @@ class EventStore:
         with self.engine.begin() as conn:
             return conn.execute(stmt).first() is not None
 
-    def items(self) -> list[StoredItem]:
+    def items(self, since: float | None = None) -> list[StoredItem]:
+        """Items added at run time in creation order; with ``since``, those created at or
+        after that time."""
+        q = select(items_table).order_by(items_table.c.created)
+        if since is not None:
+            q = q.where(items_table.c.created >= float(since))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(items_table).order_by(items_table.c.created))
+            rows = conn.execute(q)
             return [StoredItem(r.item_id, r.medium, r.created, json.loads(r.content),
                                _unpack(r.features)) for r in rows]
 

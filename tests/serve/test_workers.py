@@ -1,0 +1,229 @@
+"""Several worker processes: a write acknowledged by one worker is served by every worker at
+once (the change feed plus the store), and SIGHUP or the admin route reloads every worker
+with no failed request."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from crossrec.serve.app import create_app
+from crossrec.serve.feed import ChangeFeed
+
+KEY = "test-key-123"
+
+
+def _bump_many(folder, n):
+    feed = ChangeFeed(folder)
+    for _ in range(n):
+        feed.bump()
+
+
+def test_change_feed_is_shared_and_never_loses_a_bump(tmp_path):
+    feed = ChangeFeed.create(tmp_path / "feed")
+    other = ChangeFeed(feed.folder)
+    assert feed.value() == 0
+    assert other.bump() == 1 and feed.value() == 1
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_bump_many, args=(str(feed.folder), 300)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert feed.value() == 1 + 900
+    assert feed.artifact() is None
+    other.set_artifact(tmp_path / "art")
+    assert feed.artifact() == (tmp_path / "art").resolve()
+    with pytest.raises(FileNotFoundError, match="not a change feed"):
+        ChangeFeed(tmp_path)
+
+
+@pytest.fixture
+def two_workers(content_artifact, demo_dir, store_url, tmp_path):
+    """Two apps over one store and one feed, as two worker processes would be."""
+    feed = ChangeFeed.create(tmp_path / "feed")
+    apps = [create_app(content_artifact, store_url=store_url, media_root=demo_dir,
+                       api_keys=[KEY], feed_dir=str(feed.folder)) for _ in range(2)]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        yield a, b
+
+
+def _ids(resp):
+    assert resp.status_code == 200, resp.text
+    return [i["item_id"] for i in resp.json()["items"]]
+
+
+def _events(client, user):
+    return client.app.state.service.feedback[user].events
+
+
+def test_an_event_on_one_worker_changes_the_next_list_on_the_other(two_workers):
+    a, b = two_workers
+    url = "/v1/users/u0003/recommendations?k=10"
+    before = _ids(b.get(url))
+    assert before == _ids(a.get(url))
+    top = before[0]
+    r = a.post("/v1/events", json={"events": [{"event_id": "e1", "user_id": "u0003",
+                                               "item_id": top, "type": "like"}]})
+    assert r.json()["stored"] == 1
+    after_b = _ids(b.get(url))
+    assert top not in after_b and after_b != before            # seen now, and the taste moved
+    assert after_b == _ids(a.get(url))
+    # applied once on each worker, also when the same event is sent again to the other one
+    r = b.post("/v1/events", json={"events": [{"event_id": "e1", "user_id": "u0003",
+                                               "item_id": top, "type": "like"}]})
+    assert r.json()["duplicates"] == 1
+    b.get(url)
+    assert _events(a, "u0003") == _events(b, "u0003") == [(top, 1)]
+
+
+def test_users_and_items_added_on_one_worker_are_served_by_the_other(two_workers):
+    a, b = two_workers
+    r = a.post("/v1/users", json={"user_id": "newbie", "likes": "jazz saxophone"})
+    assert r.status_code == 201, r.text
+    assert b.get("/v1/users/newbie/recommendations?k=3").status_code == 200
+    r = b.post("/v1/users", json={"user_id": "newbie", "likes": "ocean"})
+    assert r.status_code == 409 and "exists" in r.json()["error"]
+    form = {"item_id": "new-jazz", "medium": "article", "title": "Bebop saxophone nights",
+            "description": "Trumpet and saxophone improvisation in a jazz club"}
+    assert a.post("/v1/items", data=form, headers={"X-API-Key": KEY}).status_code == 201
+    got = b.get("/v1/items/new-jazz")
+    assert got.status_code == 200 and got.json()["live"]
+    assert "new-jazz" in _ids(b.get("/v1/search", params={"q": "bebop saxophone", "k": 5}))
+    assert b.post("/v1/items", data=form, headers={"X-API-Key": KEY}).status_code == 409
+
+
+# -- the real thing: `crossrec serve --workers 2` ----------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _on_one_connection(port, paths):
+    """GET each path on one keep-alive connection (so one worker answers them all)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        out = []
+        for path in paths:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            out.append((resp.status, json.loads(resp.read() or b"null")))
+        return out
+    finally:
+        conn.close()
+
+
+def _per_worker(port, path, within_s=60.0):
+    """{worker pid: the response to path} once two workers have answered (a worker still
+    loading accepts no connection)."""
+    seen, deadline = {}, time.time() + within_s
+    while time.time() < deadline:
+        (s1, ready), (s2, body) = _on_one_connection(port, ["/readyz", path])
+        assert s1 == 200 and s2 == 200, body
+        seen[ready["worker"]] = body
+        if len(seen) == 2:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"only workers {sorted(seen)} answered in {within_s:.0f} s")
+
+
+def _reload_to(port, model, failures, deadline_s=90):
+    """Wait until every worker serves ``model``; no request may fail meanwhile."""
+    deadline = time.time() + deadline_s
+    while True:
+        models = {r["model"] for r in _per_worker(port, "/readyz").values()}
+        if models == {model}:
+            return
+        assert time.time() < deadline, f"workers still serve {models}; failures {failures}"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_shares_writes_and_reloads_without_failures(
+        als_artifact, content_artifact, tmp_path):
+    served = tmp_path / "served"
+    shutil.copytree(als_artifact, served)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(served),
+                             "--port", str(port), "--store", f"sqlite:///{tmp_path / 'ev.db'}",
+                             "--workers", "2", "--lazy-encoders"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "CROSSREC_API_KEYS": "k"})
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                _on_one_connection(port, ["/readyz"])
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read() if proc.poll() is not None
+                                         else "no readiness") from None
+                time.sleep(0.3)
+        url = "/v1/users/u0002/recommendations?k=10"
+        before = _per_worker(port, url)
+        first = {tuple(i["item_id"] for i in b["items"]) for b in before.values()}
+        assert len(first) == 1                                 # the same model in both
+        top = next(iter(first))[0]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/events", body=json.dumps({"events": [
+            {"event_id": "w1", "user_id": "u0002", "item_id": top, "type": "like"}]}),
+            headers={"Content-Type": "application/json"})
+        assert json.loads(conn.getresponse().read())["stored"] == 1
+        conn.close()
+        for body in _per_worker(port, url).values():           # both workers, at once
+            assert top not in [i["item_id"] for i in body["items"]]
+
+        # reloads while requests keep coming: SIGHUP to the supervisor, then the admin route
+        failures, done, stop = [], [0], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    [(status, _)] = _on_one_connection(port, [url])
+                    if status != 200:
+                        failures.append(status)
+                    done[0] += 1
+                except OSError as e:
+                    failures.append(repr(e))
+
+        t = threading.Thread(target=load)
+        t.start()
+        try:
+            nxt = tmp_path / "next"
+            shutil.copytree(content_artifact, nxt)
+            shutil.rmtree(served)
+            os.replace(nxt, served)
+            proc.send_signal(signal.SIGHUP)
+            _reload_to(port, "content", failures)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/v1/admin/reload", body=json.dumps({"path": str(als_artifact)}),
+                         headers={"Content-Type": "application/json", "X-API-Key": "k"})
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.read()
+            conn.close()
+            _reload_to(port, "als", failures)
+        finally:
+            stop.set()
+            t.join(30)
+        assert failures == [] and done[0] > 0
+        for body in _per_worker(port, url).values():           # feedback kept across reloads
+            assert top not in [i["item_id"] for i in body["items"]]
+    finally:
+        proc.terminate()
+        proc.wait(20)
