@@ -106,6 +106,32 @@ def test_users_and_items_added_on_one_worker_are_served_by_the_other(two_workers
     assert b.post("/v1/items", data=form, headers={"X-API-Key": KEY}).status_code == 409
 
 
+def test_an_event_committed_late_below_the_highest_seq_is_still_applied(two_workers):
+    """On PostgreSQL a transaction can commit after one with a higher sequence number."""
+    from crossrec.serve.store import events_table
+
+    a, b = two_workers
+    svc = b.app.state.service
+    now = time.time()
+
+    def commit(seq, item):
+        with svc.store.engine.begin() as conn:
+            conn.execute(events_table.insert().values(
+                seq=seq, event_id=f"late-{seq}", user_id="u0004", item_id=item, type="like",
+                value=None, ts=now, received=now))
+        svc.feed.bump()
+
+    commit(1000, "article-0001")
+    assert svc.sync() and _events(b, "u0004") == [("article-0001", 1)]
+    commit(998, "article-0002")                          # lands after 1000
+    assert svc.sync()
+    assert _events(b, "u0004") == [("article-0001", 1), ("article-0002", 1)]
+    a.app.state.service.sync()
+    assert sorted(_events(a, "u0004")) == sorted(_events(b, "u0004"))
+    svc.feed.bump()
+    assert svc.sync() and len(_events(b, "u0004")) == 2  # nothing applied twice
+
+
 # -- the real thing: `crossrec serve --workers 2` ----------------------------------------------
 
 def _free_port():

@@ -58,10 +58,12 @@ moves the list visibly, and the training history still counts."""
 MAX_K = 100
 SYNC_MARGIN_S = 5.0
 """Users and items created up to this long before the newest one seen are read again on a
-sync (a row's creation time is taken before its commit, so commits can land out of order)."""
-SYNC_MARGIN_EVENTS = 1000
-"""Events are read again from this many sequence numbers below the highest applied (on
-PostgreSQL, sequence numbers can commit out of order); the applied ones are skipped."""
+sync (a row's creation time is taken before its commit, so commits can land out of order).
+Also how long a gap in the event sequence numbers is looked up again: on PostgreSQL a
+transaction can commit after one with a higher number (and a duplicate or a rollback leaves a
+number unused for good)."""
+MAX_GAP = 10_000
+"""A jump of more sequence numbers than this is not tracked as gaps (numbers used up)."""
 
 
 class ServiceError(Exception):
@@ -259,7 +261,7 @@ class Service:
         self._enc_lock = threading.Lock()
         self._synced = -1                       # the feed's value last caught up to
         self._marks = {"seq": 0, "users": None, "items": None}
-        self._applied: set[int] = set()         # event seqs within the re-read margin
+        self._gaps: dict[int, float] = {}       # event seqs not seen yet -> when first missed
         self.loaded = self._load(self.artifact_path)
         self._restore()
 
@@ -303,16 +305,16 @@ class Service:
             self._marks["users"] = max(self._marks["users"] or 0.0, created)
 
     def _apply_event(self, e: StoredEvent) -> None:
-        if e.seq in self._applied:
-            return
+        """Apply a stored event once: in sequence order, or to fill a gap left earlier."""
+        if e.seq > self._marks["seq"]:
+            if self.feed is not None and e.seq - self._marks["seq"] <= MAX_GAP:
+                now = time.monotonic()
+                self._gaps.update((q, now) for q in range(self._marks["seq"] + 1, e.seq))
+            self._marks["seq"] = e.seq
+        elif self._gaps.pop(e.seq, None) is None:
+            return                                             # applied before
         fb = self.feedback.setdefault(e.user_id, UserFeedback())
         fb.events.append((e.item_id, e.polarity))
-        self._applied.add(e.seq)
-        if e.seq > self._marks["seq"]:
-            self._marks["seq"] = e.seq
-            floor = e.seq - SYNC_MARGIN_EVENTS
-            if len(self._applied) > 2 * SYNC_MARGIN_EVENTS:
-                self._applied = {q for q in self._applied if q > floor}
 
     def sync(self) -> bool:
         """Catch up with what other workers wrote to the store since the last sync: events,
@@ -326,8 +328,12 @@ class Service:
             if seen == self._synced:
                 return False
             self._pull_users()
-            for e in self.store.events(after_seq=max(0, self._marks["seq"]
-                                                     - SYNC_MARGIN_EVENTS)):
+            if self._gaps:                  # late commits below the highest seq seen
+                for e in self.store.events(seqs=list(self._gaps)):
+                    self._apply_event(e)
+                old = time.monotonic() - SYNC_MARGIN_S
+                self._gaps = {q: t for q, t in self._gaps.items() if t > old}
+            for e in self.store.events(after_seq=self._marks["seq"]):
                 self._apply_event(e)
             since = self._marks["items"]
             for item in self.store.items(since=None if since is None else since - SYNC_MARGIN_S):

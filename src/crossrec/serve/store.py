@@ -205,9 +205,13 @@ class EventStore:
         return out
 
     def events(self, user_id: str | None = None, after_seq: int = 0,
-               limit: int | None = None) -> list[StoredEvent]:
-        """Stored events in arrival order (``seq``), optionally of one user / after a seq."""
+               limit: int | None = None, seqs: Sequence[int] | None = None
+               ) -> list[StoredEvent]:
+        """Stored events in arrival order (``seq``), optionally of one user / after a seq /
+        with one of the sequence numbers ``seqs``."""
         q = select(events_table).where(events_table.c.seq > after_seq).order_by(events_table.c.seq)
+        if seqs is not None:
+            q = q.where(events_table.c.seq.in_([int(x) for x in seqs]))
         if user_id is not None:
             q = q.where(events_table.c.user_id == str(user_id))
         if limit is not None:
