@@ -4,6 +4,8 @@ fold-in, new items and save/load keep it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from test_fusion import COLD_A, COLD_B, FAST, N_ITEMS, N_USERS, data  # noqa: F401
@@ -53,6 +55,34 @@ def test_weight_is_chosen_on_valid_and_carried_to_the_refit(data):  # noqa: F811
     best = max(model.collab_valid_, key=model.collab_valid_.get)
     assert model.collab_valid_[str(model.collab_weight_)] == model.collab_valid_[best]
     assert model.refit_params()["collab_weight"] == model.collab_weight_
+
+
+def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refit(data):  # noqa: F811
+    rng = np.random.default_rng(2)
+    users = np.repeat(np.arange(N_USERS), 2)
+    items = np.array([rng.choice(COLD_A if u < 36 else COLD_B) for u in users])
+    valid = TrainData(Interactions(users, items, np.zeros(len(users))), N_USERS, N_ITEMS,
+                      candidates=np.isin(np.arange(N_ITEMS), COLD))
+    model = FusionRecommender(**QUICK, collab_weight=1.0).fit(data, valid)
+    grid = CB2CFRecommender.param_grid
+    assert len(model.collab_tuning_) == np.prod([len(v) for v in grid.values()])
+    best = max(model.collab_tuning_, key=model.collab_tuning_.get)
+    assert json.loads(best) == model.collab_settings_
+    # the channel is cb2cf with the chosen settings
+    cb = CB2CFRecommender(factors=4, seed=0, **model.collab_settings_).fit(data)
+    W = model.tower_width_
+    u = np.arange(N_USERS)
+    channel = model.user_vectors_[u, W:] @ model.item_vectors_[:, W:].T
+    np.testing.assert_allclose(channel, model.collab_weight_ * model.collab_scale_ * cb.score(u),
+                               rtol=1e-4, atol=1e-4)
+    refit = model.refit_params()
+    assert refit["collab_tune"] is False
+    assert {k: refit[f"collab_{k}"] for k in ("regularization", "ridge", "pop_weight")} \
+        == model.collab_settings_
+    again = FusionRecommender(**{**QUICK, **refit}).fit(data)
+    assert again.collab_tuning_ == {} and again.collab_settings_ == model.collab_settings_
+    untuned = FusionRecommender(**QUICK, collab_weight=1.0, collab_tune=False).fit(data, valid)
+    assert untuned.collab_settings_ == {"regularization": 1.0, "ridge": 0.1, "pop_weight": 0.03}
 
 
 def test_fold_in_of_the_training_histories_gives_the_training_user_vectors(fixed, data):  # noqa: F811
