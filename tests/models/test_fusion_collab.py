@@ -43,14 +43,17 @@ def test_the_score_is_the_towers_plus_the_weighted_channel(fixed, data):  # noqa
     assert fixed.item_vectors().shape[1] == towers.item_vectors().shape[1] + 4 + 1
 
 
-def test_weight_is_chosen_on_valid_and_carried_to_the_refit(data):  # noqa: F811
-    rng = np.random.default_rng(1)
-    # valid: two more cold items of the user's block (cold items only count there)
+def cold_valid(seed: int) -> TrainData:
+    """Valid: two more cold items of each user's block (only cold items are candidates)."""
+    rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(N_USERS), 2)
     items = np.array([rng.choice(COLD_A if u < 36 else COLD_B) for u in users])
-    valid = TrainData(Interactions(users, items, np.zeros(len(users))), N_USERS, N_ITEMS,
-                      candidates=np.isin(np.arange(N_ITEMS), COLD))
-    model = FusionRecommender(**QUICK).fit(data, valid)
+    return TrainData(Interactions(users, items, np.zeros(len(users))), N_USERS, N_ITEMS,
+                     candidates=np.isin(np.arange(N_ITEMS), COLD))
+
+
+def test_weight_is_chosen_on_valid_and_carried_to_the_refit(data):  # noqa: F811
+    model = FusionRecommender(**QUICK).fit(data, cold_valid(1))
     assert set(model.collab_valid_) == {str(w) for w in COLLAB_WEIGHTS}
     best = max(model.collab_valid_, key=model.collab_valid_.get)
     assert model.collab_valid_[str(model.collab_weight_)] == model.collab_valid_[best]
@@ -58,11 +61,7 @@ def test_weight_is_chosen_on_valid_and_carried_to_the_refit(data):  # noqa: F811
 
 
 def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refit(data):  # noqa: F811
-    rng = np.random.default_rng(2)
-    users = np.repeat(np.arange(N_USERS), 2)
-    items = np.array([rng.choice(COLD_A if u < 36 else COLD_B) for u in users])
-    valid = TrainData(Interactions(users, items, np.zeros(len(users))), N_USERS, N_ITEMS,
-                      candidates=np.isin(np.arange(N_ITEMS), COLD))
+    valid = cold_valid(2)
     model = FusionRecommender(**QUICK, collab_weight=1.0).fit(data, valid)
     grid = CB2CFRecommender.param_grid
     assert len(model.collab_tuning_) == np.prod([len(v) for v in grid.values()])
