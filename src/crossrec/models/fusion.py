@@ -467,17 +467,16 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         best, tuned = -np.inf, {}
         for settings in candidates:
             fitted = self._channel(train, settings)
-            if len(candidates) == 1:
-                channel = fitted
-                break
-            score = ndcg_callback(lambda users, f=fitted: f[1][users] @ f[0].T, train.matrix,
-                                  valid.matrix, candidates=valid.candidates)()
-            tuned[json.dumps(settings, sort_keys=True)] = score
+            score = 0.0
+            if len(candidates) > 1:                  # the channel alone, on valid
+                score = ndcg_callback(lambda users, f=fitted: f[1][users] @ f[0].T,
+                                      train.matrix, valid.matrix, candidates=valid.candidates)()
+                tuned[json.dumps(settings, sort_keys=True)] = score
             if score > best:
-                best, channel, chosen_settings = score, fitted, settings
-        if len(candidates) > 1:
-            log.info("crossrec: collaborative channel settings %s on valid", chosen_settings)
-        self.collab_settings_ = dict(chosen_settings if len(candidates) > 1 else given)
+                best, channel, self.collab_settings_ = score, fitted, dict(settings)
+        if tuned:
+            log.info("crossrec: collaborative channel settings %s on valid",
+                     self.collab_settings_)
         self.collab_tuning_ = tuned
         CI, CU, self.collab_map_, self.collab_feature_dims_ = channel
         has_history = train.matrix.getnnz(axis=1) > 0
