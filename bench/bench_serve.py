@@ -15,7 +15,8 @@
    schedule, latency counted from each request's scheduled time (so a server that falls behind
    is charged for the wait: no coordinated omission).
    With ``workers``, the closed and the open loop each with 1 and with 2 worker processes
-   (``crossrec serve --workers 2``), one after the other per size.
+   (``crossrec serve --workers 2``), one after the other per size; ``--event-workers 1,2`` does
+   the same for event ingestion (part 2).
 2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
    PostgreSQL; events/s sustained.
    With ``recall``, recall@10 and query time per beam width (HNSW efSearch) or per number of
@@ -365,21 +366,22 @@ def _event(i: int, prefix: str) -> bytes:
                                    "item_id": f"i{i % 10_000}", "type": "click"}]}).encode()
 
 
-def bench_events(stores: dict[str, str], duration: float, work: Path) -> list[dict]:
+def bench_events(stores: dict[str, str], duration: float, work: Path,
+                 workers: tuple[int, ...] = (1,)) -> list[dict]:
     art = work / "art-10000"
     if not (art / "artifact.json").exists():
         make_artifact(art, 10_000)
     out = []
-    for name, url in stores.items():
+    for (name, url), w in [(st, w) for st in stores.items() for w in workers]:
         port = free_port()
-        proc = start_server(art, url, port)
+        proc = start_server(art, url, port, workers=w)
         prefix = f"{name}-{time.time_ns()}"
         try:
             res = asyncio.run(load(port, lambda i: ("POST", "/v1/events", _event(i, prefix)),
                                    duration))
         finally:
             stop_server(proc)
-        row = {"store": name, **res, "events_per_s": res["throughput_rps"],
+        row = {"store": name, "workers": w, **res, "events_per_s": res["throughput_rps"],
                "endpoint": "POST /v1/events (1 event per request)"}
         print(json.dumps(row), flush=True)
         out.append(row)
@@ -443,6 +445,9 @@ def main(argv=None) -> int:
     p.add_argument("--parts", default="recs,latency,open,recall,events,kill9",
                    help="also: workers (closed and open loop with 1 and 2 worker processes, "
                    "side by side per size)")
+    p.add_argument("--event-workers", default="1",
+                   help="worker counts for the events part, e.g. 1,2 (other than 1: written "
+                   "to events-workers.json)")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "crossrec-bench")
     p.add_argument("--ef-search", type=int, default=128, help="HNSW beam width (default 128)")
     p.add_argument("--all-media", action="store_true", help="HNSW artifacts also get an "
@@ -488,8 +493,10 @@ def main(argv=None) -> int:
         rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)
         (OUT / f"recall{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "events" in parts:
-        rows = bench_events(stores, args.event_duration, args.work)
-        (OUT / "events.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        counts = tuple(int(w) for w in args.event_workers.split(","))
+        rows = bench_events(stores, args.event_duration, args.work, workers=counts)
+        name = "events.json" if counts == (1,) else "events-workers.json"
+        (OUT / name).write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "kill9" in parts:
         rows = bench_kill9(stores, args.work)
         (OUT / "kill9.json").write_text(json.dumps({**info, "runs": rows}, indent=2))

@@ -95,3 +95,15 @@ def test_no_acknowledged_event_is_lost_on_sigkill(store_url, tmp_path):
     assert len(acked) >= 300
     stored = EventStore(store_url).event_ids()
     assert set(acked) <= stored, f"{len(set(acked) - stored)} acknowledged events lost"
+
+
+def test_add_events_seq_gives_the_sequence_number_of_each_new_event(store_url):
+    store = EventStore(store_url)
+    e = {"user_id": "u", "item_id": "i", "type": "like"}
+    first = store.add_events_seq([{**e, "event_id": "a"}, {**e, "event_id": "b"}])
+    again = store.add_events_seq([{**e, "event_id": "b"}, {**e, "event_id": "c"},
+                                  {**e, "event_id": "c"}])
+    assert first[0] < first[1] and again[0] is None and again[2] is None
+    assert again[1] > first[1]
+    assert [x.seq for x in store.events()] == [first[0], first[1], again[1]]
+    store.close()

@@ -28,14 +28,17 @@ KEY = "test-key-123"
 def _bump_many(folder, n):
     feed = ChangeFeed(folder)
     for _ in range(n):
-        feed.bump()
+        feed.bump("events")
 
 
 def test_change_feed_is_shared_and_never_loses_a_bump(tmp_path):
     feed = ChangeFeed.create(tmp_path / "feed")
     other = ChangeFeed(feed.folder)
-    assert feed.value() == 0
-    assert other.bump() == 1 and feed.value() == 1
+    assert feed.changes() == (0, 0, 0)
+    assert other.bump("events") == 1 and other.bump("items") == 1
+    assert feed.changes() == (1, 0, 1)
+    with pytest.raises(ValueError, match="unknown change kind"):
+        feed.bump("ratings")
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_bump_many, args=(str(feed.folder), 300)) for _ in range(3)]
     for p in procs:
@@ -43,7 +46,8 @@ def test_change_feed_is_shared_and_never_loses_a_bump(tmp_path):
     for p in procs:
         p.join(30)
     assert [p.exitcode for p in procs] == [0, 0, 0]
-    assert feed.value() == 1 + 900
+    assert feed.changes() == (1 + 900, 0, 1)
+    assert feed.request_reload() == 1 and other.reloads() == 1
     assert feed.artifact() is None
     other.set_artifact(tmp_path / "art")
     assert feed.artifact() == (tmp_path / "art").resolve()
@@ -119,7 +123,7 @@ def test_an_event_committed_late_below_the_highest_seq_is_still_applied(two_work
             conn.execute(events_table.insert().values(
                 seq=seq, event_id=f"late-{seq}", user_id="u0004", item_id=item, type="like",
                 value=None, ts=now, received=now))
-        svc.feed.bump()
+        svc.feed.bump("events")
 
     commit(1000, "article-0001")
     assert svc.sync() and _events(b, "u0004") == [("article-0001", 1)]
@@ -128,7 +132,7 @@ def test_an_event_committed_late_below_the_highest_seq_is_still_applied(two_work
     assert _events(b, "u0004") == [("article-0001", 1), ("article-0002", 1)]
     a.app.state.service.sync()
     assert sorted(_events(a, "u0004")) == sorted(_events(b, "u0004"))
-    svc.feed.bump()
+    svc.feed.bump("events")
     assert svc.sync() and len(_events(b, "u0004")) == 2  # nothing applied twice
 
 

@@ -317,6 +317,15 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
         svc.sync()                       # other workers' writes (a no-op with one process)
         return svc
 
+    async def service_to_log(request: Request) -> Service:
+        """For ``POST /v1/events``: only the items others added (to check the ids); their
+        events are read when a request needs them, one read for many."""
+        svc = getattr(request.app.state, "service", None)
+        if svc is None:
+            raise ServiceError("not ready", 503)
+        svc.sync(kinds=("items",))
+        return svc
+
     def _check_key(request: Request) -> None:
         given = request.headers.get("x-api-key")
         auth = request.headers.get("authorization", "")
@@ -376,7 +385,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     # -- writing ------------------------------------------------------------------------------
     @app.post(v1 + "/events", response_model=schemas.EventsOut,
               dependencies=[Depends(events_key)])
-    def events(body: schemas.EventsIn, svc: Svc):
+    def events(body: schemas.EventsIn, svc: Annotated[Service, Depends(service_to_log)]):
         evs = [e.model_dump() for e in body.events]
         status = svc.add_events(evs)
         for e, s in zip(evs, status):

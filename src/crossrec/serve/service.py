@@ -43,8 +43,8 @@ from crossrec.data.catalog import Catalog
 from crossrec.data.dataset import Features
 from crossrec.index import Index, build_index
 from crossrec.recipe import ContentRecipe
-from crossrec.serve.feed import ChangeFeed
-from crossrec.serve.store import EventStore, StoredEvent, event_polarity
+from crossrec.serve.feed import KINDS, ChangeFeed
+from crossrec.serve.store import EventStore, event_polarity
 
 log = logging.getLogger("crossrec.serve")
 
@@ -259,7 +259,7 @@ class Service:
         self._lock = threading.RLock()          # feedback mutation and swaps
         self._encoders: dict[str, Any] = {}
         self._enc_lock = threading.Lock()
-        self._synced = -1                       # the feed's value last caught up to
+        self._synced: tuple[int, ...] = ()      # the feed's counters last caught up to
         self._marks = {"seq": 0, "users": None, "items": None}
         self._gaps: dict[int, float] = {}       # event seqs not seen yet -> when first missed
         self.loaded = self._load(self.artifact_path)
@@ -291,10 +291,10 @@ class Service:
 
     def _restore(self) -> None:
         """Rebuild per-user feedback from the store (after a restart)."""
-        self._synced = self.feed.value() if self.feed else -1   # read before the store
+        self._synced = self.feed.changes() if self.feed else ()   # read before the store
         self._pull_users()
         for e in self.store.iter_events():
-            self._apply_event(e)
+            self._apply_event(e.seq, e.user_id, e.item_id, e.polarity)
 
     def _pull_users(self) -> None:
         since = self._marks["users"]
@@ -304,48 +304,59 @@ class Service:
             fb.known, fb.likes_text = True, str(profile.get("likes", ""))
             self._marks["users"] = max(self._marks["users"] or 0.0, created)
 
-    def _apply_event(self, e: StoredEvent) -> None:
+    def _apply_event(self, seq: int, user_id: str, item_id: str, polarity: int) -> None:
         """Apply a stored event once: in sequence order, or to fill a gap left earlier."""
-        if e.seq > self._marks["seq"]:
-            if self.feed is not None and e.seq - self._marks["seq"] <= MAX_GAP:
+        if seq > self._marks["seq"]:
+            if self.feed is not None and seq - self._marks["seq"] <= MAX_GAP:
                 now = time.monotonic()
-                self._gaps.update((q, now) for q in range(self._marks["seq"] + 1, e.seq))
-            self._marks["seq"] = e.seq
-        elif self._gaps.pop(e.seq, None) is None:
+                self._gaps.update((q, now) for q in range(self._marks["seq"] + 1, seq))
+            self._marks["seq"] = seq
+        elif self._gaps.pop(seq, None) is None:
             return                                             # applied before
-        fb = self.feedback.setdefault(e.user_id, UserFeedback())
-        fb.events.append((e.item_id, e.polarity))
+        fb = self.feedback.setdefault(user_id, UserFeedback())
+        fb.events.append((item_id, polarity))
 
-    def sync(self) -> bool:
-        """Catch up with what other workers wrote to the store since the last sync: events,
-        users and items (True if there was anything). A no-op without a feed."""
+    def sync(self, kinds: Iterable[str] = KINDS) -> bool:
+        """Catch up with what other workers wrote to the store since the last sync, reading
+        only those of ``kinds`` (events, users, items) whose counter moved (True if any had).
+        A no-op without a feed."""
         if self.feed is None:
             return False
-        seen = self.feed.value()
+        seen = self.feed.changes()
+        if kinds is not KINDS:            # leave the other kinds' counters to a later sync
+            seen = tuple(n if k in kinds else old
+                         for k, n, old in zip(KINDS, seen, self._synced))
         if seen == self._synced:
             return False
         with self._lock:
-            if seen == self._synced:
-                return False
-            self._pull_users()
-            if self._gaps:                  # late commits below the highest seq seen
-                for e in self.store.events(seqs=list(self._gaps)):
-                    self._apply_event(e)
-                old = time.monotonic() - SYNC_MARGIN_S
-                self._gaps = {q: t for q, t in self._gaps.items() if t > old}
-            for e in self.store.events(after_seq=self._marks["seq"]):
-                self._apply_event(e)
-            since = self._marks["items"]
-            for item in self.store.items(since=None if since is None else since - SYNC_MARGIN_S):
-                self._place(self.loaded, LiveItem(item.item_id, item.medium, item.content,
-                                                  item.features))
-                self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
+            (events, users, items), (had_events, had_users, had_items) = seen, self._synced
+            if users != had_users:
+                self._pull_users()
+            if events != had_events:
+                self._pull_events()
+            if items != had_items:
+                since = self._marks["items"]
+                for item in self.store.items(since=None if since is None
+                                             else since - SYNC_MARGIN_S):
+                    self._place(self.loaded, LiveItem(item.item_id, item.medium, item.content,
+                                                      item.features))
+                    self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
             self._synced = seen
         return True
 
-    def _changed(self) -> None:
-        """After a store write with a feed: tell the other workers, and apply it here."""
-        self.feed.bump()
+    def _pull_events(self) -> None:
+        if self._gaps:                      # late commits below the highest seq seen
+            for e in self.store.events(seqs=list(self._gaps)):
+                self._apply_event(e.seq, e.user_id, e.item_id, e.polarity)
+            old = time.monotonic() - SYNC_MARGIN_S
+            self._gaps = {q: t for q, t in self._gaps.items() if t > old}
+        for e in self.store.events(after_seq=self._marks["seq"]):
+            self._apply_event(e.seq, e.user_id, e.item_id, e.polarity)
+
+    def _changed(self, kind: str) -> None:
+        """After a store write of ``kind`` with a feed: tell the other workers, and apply it
+        here by reading it back."""
+        self.feed.bump(kind)
         self.sync()
 
     def reload(self, path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -374,7 +385,7 @@ class Service:
         if not self.store.add_user(user_id, {"likes": likes}):
             raise ServiceError(f"user {user_id!r} exists", 409)      # another worker's
         if self.feed is not None:
-            self._changed()
+            self._changed("users")
         else:
             with self._lock:
                 fb = self.feedback.setdefault(user_id, UserFeedback())
@@ -694,17 +705,23 @@ class Service:
         for e in events:
             if e["item_id"] not in loaded.item_pos:
                 raise NotFound(f"event {e['event_id']!r}: unknown item {e['item_id']!r}")
-        fresh = self.store.add_events(events)
-        if self.feed is not None:
-            if any(fresh):
-                self._changed()
-        else:
-            with self._lock:
-                for e, new in zip(events, fresh):
-                    if not new:
-                        continue
+        seqs = self.store.add_events_seq(events)
+        fresh = [seq is not None for seq in seqs]
+        with self._lock:
+            for e, seq in zip(events, seqs):
+                if seq is None:
+                    continue
+                polarity = event_polarity(e["type"], e.get("value"))
+                if self.feed is None:
                     fb = self.feedback.setdefault(e["user_id"], UserFeedback())
-                    fb.events.append((e["item_id"], event_polarity(e["type"], e.get("value"))))
+                    fb.events.append((e["item_id"], polarity))
+                else:                       # by seq: a sync may bring the same event back
+                    self._apply_event(seq, e["user_id"], e["item_id"], polarity)
+            if self.feed is not None and any(fresh):
+                n = self.feed.bump("events")
+                if self._synced and n == self._synced[0] + 1 and not self._gaps:
+                    # no other worker wrote events since the last sync: nothing to read back
+                    self._synced = (n, *self._synced[1:])
         if log.isEnabledFor(logging.DEBUG):
             for e, new in zip(events, fresh):
                 log.debug("event %s user=%s item=%s %s", e["type"], user_hash(e["user_id"]),
@@ -753,7 +770,7 @@ class Service:
             if not self.store.add_item(item_id, medium, content, features):
                 raise ServiceError(f"item {item_id!r} exists", 409)   # another worker's
             if self.feed is not None:
-                self._changed()
+                self._changed("items")
             else:
                 self._place(self.loaded, item)
         return self.item(item_id)

@@ -178,6 +178,10 @@ class EventStore:
         """Store events in one transaction; per event True if new, False if its ``event_id``
         was already stored. Each event: event_id, user_id, item_id, type (one of
         :data:`EVENT_TYPES`), optional value and ts (default: now)."""
+        return [seq is not None for seq in self.add_events_seq(events)]
+
+    def add_events_seq(self, events: Sequence[dict[str, Any]]) -> list[int | None]:
+        """:meth:`add_events`, saying per event its ``seq`` if new, None if a duplicate."""
         if not events:
             return []
         now = time.time()
@@ -194,14 +198,13 @@ class EventStore:
             seen: set[str] = set()
             rows = [r for r in rows if not (r["event_id"] in seen or seen.add(r["event_id"]))]
         stmt = self._insert(events_table).values(rows).on_conflict_do_nothing(
-            index_elements=["event_id"]).returning(events_table.c.event_id)
+            index_elements=["event_id"]).returning(events_table.c.event_id, events_table.c.seq)
         with self.engine.begin() as conn:
-            new = {r[0] for r in conn.execute(stmt)}
+            new = {r[0]: int(r[1]) for r in conn.execute(stmt)}
         out, claimed = [], set()
         for i in ids:
-            fresh = i in new and i not in claimed
+            out.append(new[i] if i in new and i not in claimed else None)
             claimed.add(i)
-            out.append(fresh)
         return out
 
     def events(self, user_id: str | None = None, after_seq: int = 0,
