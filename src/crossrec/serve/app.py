@@ -310,19 +310,21 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     # -- dependencies -------------------------------------------------------------------------
     # dependencies are coroutines: a plain ``def`` would be run in the thread pool, one thread
     # hand-off per request (a third of a recommendation's cost on two busy cores)
-    async def service(request: Request) -> Service:
+    def _loaded_service(request: Request) -> Service:
         svc = getattr(request.app.state, "service", None)
         if svc is None:
             raise ServiceError("not ready", 503)
+        return svc
+
+    async def service(request: Request) -> Service:
+        svc = _loaded_service(request)
         svc.sync()                       # other workers' writes (a no-op with one process)
         return svc
 
     async def service_to_log(request: Request) -> Service:
         """For ``POST /v1/events``: only the items others added (to check the ids); their
         events are read when a request needs them, one read for many."""
-        svc = getattr(request.app.state, "service", None)
-        if svc is None:
-            raise ServiceError("not ready", 503)
+        svc = _loaded_service(request)
         svc.sync(kinds=("items",))
         return svc
 

@@ -12,9 +12,9 @@ A :class:`Loaded` holds everything derived from one artifact; :meth:`Service.rel
 new one and swaps a single reference, so a request in flight finishes on the old one.
 
 Several worker processes (``crossrec serve --workers N``) each hold a Service over one store and
-one :class:`~crossrec.serve.feed.ChangeFeed`: a write goes to the store, bumps the feed, and is
-applied by reading it back (:meth:`Service.sync`), as every other worker does before its next
-request, so what one worker acknowledged, all serve.
+one :class:`~crossrec.serve.feed.ChangeFeed`: a write goes to the store and bumps the feed's
+counter of its kind; every other worker reads what is new (:meth:`Service.sync`) before a
+request that needs it, so what one worker acknowledged, all serve.
 
 Example:
     >>> svc = Service("artifacts/demo", EventStore("sqlite:///events.db"), media_root="data/demo")
@@ -44,7 +44,7 @@ from crossrec.data.dataset import Features
 from crossrec.index import Index, build_index
 from crossrec.recipe import ContentRecipe
 from crossrec.serve.feed import KINDS, ChangeFeed
-from crossrec.serve.store import EventStore, event_polarity
+from crossrec.serve.store import EventStore, StoredItem, event_polarity
 
 log = logging.getLogger("crossrec.serve")
 
@@ -270,8 +270,7 @@ class Service:
         t0 = time.perf_counter()
         loaded = Loaded(load_artifact(path), self.index_kind)
         for item in self.store.items():
-            self._place(loaded, LiveItem(item.item_id, item.medium, item.content, item.features))
-            self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
+            self._place_stored(loaded, item)
         log.info("loaded artifact %s (model %s, version %s, %d items, index %s) in %.1fs", path,
                  loaded.artifact.meta["model"], loaded.version, loaded.total_items,
                  loaded.index.kind, time.perf_counter() - t0)
@@ -288,6 +287,10 @@ class Service:
                  for m, v in item.features.items()}
         vec = loaded.model.new_item_vectors(loaded.recipe.combine(feats))[0]
         return loaded.add_live(item, vec)
+
+    def _place_stored(self, loaded: Loaded, item: StoredItem) -> None:
+        self._place(loaded, LiveItem(item.item_id, item.medium, item.content, item.features))
+        self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
 
     def _restore(self) -> None:
         """Rebuild per-user feedback from the store (after a restart)."""
@@ -323,7 +326,7 @@ class Service:
         if self.feed is None:
             return False
         seen = self.feed.changes()
-        if kinds is not KINDS:            # leave the other kinds' counters to a later sync
+        if tuple(kinds) != KINDS:         # leave the other kinds' counters to a later sync
             seen = tuple(n if k in kinds else old
                          for k, n, old in zip(KINDS, seen, self._synced))
         if seen == self._synced:
@@ -338,9 +341,7 @@ class Service:
                 since = self._marks["items"]
                 for item in self.store.items(since=None if since is None
                                              else since - SYNC_MARGIN_S):
-                    self._place(self.loaded, LiveItem(item.item_id, item.medium, item.content,
-                                                      item.features))
-                    self._marks["items"] = max(self._marks["items"] or 0.0, item.created)
+                    self._place_stored(self.loaded, item)
             self._synced = seen
         return True
 
