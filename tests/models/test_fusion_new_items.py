@@ -1,10 +1,9 @@
 """The fusion model places new items from their content (live cold start, text search): the
 saved item tower, run on a new item's features, gives exactly what a catalog item without
-interactions gets from ``item_vectors()``, also after save/load and with an ensemble."""
+interactions gets from ``item_vectors()``, also after save/load, with an ensemble and with a
+tuned language model (saved with the model, reading the new items' texts)."""
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 import pytest
@@ -105,14 +104,56 @@ def test_bad_new_item_input_fails_clearly(one, data):  # noqa: F811
         FusionRecommender(**QUICK).new_item_vectors(rows(data, COLD))
 
 
-def test_a_tuned_language_model_cannot_place_new_items(one, data):  # noqa: F811
-    assert FusionRecommender().places_new_items
-    assert not FusionRecommender(lm="lora").places_new_items
-    tuned = copy.copy(one)           # as if fitted with lm="lora": its text LM is not saved
-    tuned.lm = "lora"
-    assert not tuned.places_new_items
-    with pytest.raises(ValueError, match="tuned language model that is not saved"):
-        tuned.new_item_vectors(rows(data, COLD))
+TUNED = {**FAST, "epochs": 2, "lm_batch": 4, "lm_max_length": 16, "lm_lr": 1e-2}
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_a_tuned_language_model_is_saved_and_places_new_items_from_their_text(mode, data,  # noqa: F811
+                                                                           tmp_path):
+    model = FusionRecommender(**{**TUNED, "lm": mode}).fit(data)
+    assert model.reads_text and model.places_new_items
+    texts = [data.item_text[i] for i in COLD]
+    # the frozen text rows are not what the tuned model read: ignored, whatever they hold
+    scrambled = rows(data, COLD)
+    scrambled["text"] = Features(np.ones_like(scrambled["text"].matrix),
+                                 scrambled["text"].mask, "text")
+    V = model.new_item_vectors(scrambled, texts=texts)
+    np.testing.assert_allclose(V, model.item_vectors()[COLD], rtol=1e-4, atol=1e-5)
+    # the tuned language model, not the base one: without its text the rows differ
+    assert not np.allclose(model.new_item_vectors(rows(data, COLD)), V, atol=1e-3)
+
+    model.save(tmp_path / "m")
+    saved = (tmp_path / "m" / "text_lm_0.npz").stat().st_size
+    assert saved < 1_000_000 if mode == "lora" else saved > 50_000_000   # adapters vs all
+    loaded = Recommender.load(tmp_path / "m")
+    assert loaded.reads_text and loaded.places_new_items
+    users = np.arange(N_USERS)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    np.testing.assert_array_equal(loaded.new_item_vectors(rows(data, COLD), texts=texts), V)
+    # a text query alone: text is its only present feature
+    query = loaded.new_item_vectors({}, texts=[texts[0]])
+    assert query.shape == (1, V.shape[1]) and np.isfinite(query).all()
+    with pytest.raises(ValueError, match="texts for features"):
+        loaded.new_item_vectors(rows(data, COLD), texts=texts[:1])
+
+
+def test_a_tuned_language_model_must_come_back_as_it_was_tuned(data, tmp_path):  # noqa: F811
+    import json
+
+    model = FusionRecommender(**{**TUNED, "lm": "lora", "epochs": 1}).fit(data)
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["state"]["text_lm_config_"]["base"] = "0123456789ab"     # another base revision
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    other = Recommender.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="tuned from MiniLM revision 0123456789ab"):
+        other.new_item_vectors({}, texts=["a text"])
+    del meta["state"]["text_lm_config_"]                          # as saved before LMs were kept
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    old = Recommender.load(tmp_path / "m")
+    assert not old.places_new_items
+    with pytest.raises(ValueError, match="saved without its tuned language model"):
+        old.new_item_vectors({}, texts=["a text"])
 
 
 def test_a_model_saved_without_an_item_tower_says_it_cannot_place(one, tmp_path):

@@ -105,6 +105,7 @@ def build_test_artifact(out, demo_dir, model="content", recipe=True, params=None
     from crossrec.data.datasets import load_dataset
     from crossrec.encoders import EncoderConfig, build_encoder
     from crossrec.encoders.pipeline import catalog_inputs
+    from crossrec.encoders.text import compose_texts
     from crossrec.models import build_model
     from crossrec.models.base import TrainData
     from crossrec.recipe import ContentRecipe
@@ -119,7 +120,8 @@ def build_test_artifact(out, demo_dir, model="content", recipe=True, params=None
         encoded[m] = Features(res.vectors, res.mask, m)
     feats = rec.combine(encoded)
     data = TrainData(ds.interactions, ds.n_users, ds.n_items, item_features=feats,
-                     item_categories=ds.catalog.categories, item_medium=ds.catalog.medium)
+                     item_categories=ds.catalog.categories, item_medium=ds.catalog.medium,
+                     item_text=compose_texts(ds.catalog))
     if params is None:
         params = {"factors": 16, "iterations": 5} if model == "als" else {}
     fitted = build_model(model, **params).fit(data)

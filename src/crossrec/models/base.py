@@ -278,9 +278,14 @@ class VectorModel:
     def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
+    reads_text: ClassVar[bool] = False
+    """True when the model encodes item text itself (a tuned language model): callers then
+    also pass the new items' composed texts to :meth:`new_item_vectors` as ``texts``."""
+
     def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
         """(n, d) vectors for new items from their content: ``features`` maps a feature name
-        to ``Features`` of n rows, encoded like the training features."""
+        to ``Features`` of n rows, encoded like the training features (a model that
+        ``reads_text`` takes ``texts=`` too)."""
         raise NotImplementedError(f"{type(self).__name__} cannot place new items from content")
 
 

@@ -73,8 +73,10 @@ tower (the SVD projections, the modality MLPs and gates, the bias and popularity
 with no id embedding or id offset: exactly what a never-seen catalog item gets, so for such an
 item it reproduces its ``item_vectors()`` row. Features the model was trained on but not given
 count as absent (a text query has only text). With ``lm`` other than "frozen" the text feature
-came from a tuned language model that is not saved: such a model cannot place new items
-(``places_new_items`` is False and ``new_item_vectors`` raises).
+comes from the tuned language model, which is saved with the model (``text_lm_{k}.npz`` per
+ensemble member: the ``peft`` adapter weights for "lora"/"ia3", every weight for "full"; the base
+MiniLM's revision is checked when it is rebuilt): ``reads_text`` is True and
+``new_item_vectors(features, texts)`` encodes the new items' composed texts through it.
 
 Regularisation: weight decay, dropout, modality dropout (each present modality of an item is
 hidden with probability ``modality_dropout``, one always kept), id dropout, FGM adversarial
@@ -84,8 +86,9 @@ perturbation of the id embeddings (``fgm_epsilon``), early stopping on valid NDC
 Language-model tuning (``lm``): "frozen" uses the cached ``text`` features; "lora", "ia3"
 (through ``peft``) and "full" re-encode item text (``TrainData.item_text``) through MiniLM inside
 training: every step up to ``lm_batch`` of the batch's items are encoded with gradients, the
-rest come from a cache re-encoded at the start of every epoch; ``text_field_dropout`` drops
-sentences of the item text (never the first) as augmentation.
+rest come from a cache re-encoded before every epoch and every validation, and once more with
+the final weights for the saved item vectors; ``text_field_dropout`` drops sentences of the item
+text (never the first) as augmentation.
 
 Example:
     >>> model = FusionRecommender(dim=64, epochs=20).fit(train, valid)   # TrainData
@@ -221,6 +224,14 @@ def build_user_tower(d: int, max_len: int, layers: int, heads: int, dropout: flo
     return UserTower()
 
 
+def base_text_lm() -> tuple[str, str]:
+    """(folder, revision digest) of the MiniLM the tuned modes start from."""
+    from crossrec.encoders.text import SentenceTransformerEncoder, _model_files, files_digest
+
+    path = SentenceTransformerEncoder._resolve(None)[1]
+    return str(path), files_digest(_model_files(path))
+
+
 def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
     """MiniLM (or any sentence-transformers folder's transformer) as a module: texts -> (n, 384)
     mean-pooled, L2-normalised; in "lora"/"ia3" mode wrapped by ``peft`` so only adapters train."""
@@ -247,6 +258,27 @@ def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
             self.model = model
             self.dim = int(model.config.hidden_size)
 
+        def tuned_state(self) -> dict[str, np.ndarray]:
+            """The weights tuning changed: the adapters (peft modes) or every weight (full)."""
+            if mode == "full":
+                state = self.model.state_dict()
+            else:
+                from peft import get_peft_model_state_dict
+                state = get_peft_model_state_dict(self.model)
+            return {k: v.detach().cpu().float().numpy().copy() for k, v in state.items()}
+
+        def load_tuned_state(self, state: dict[str, np.ndarray]) -> None:
+            tensors = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+            if mode == "full":
+                self.model.load_state_dict(tensors)
+                return
+            from peft import set_peft_model_state_dict
+            result = set_peft_model_state_dict(self.model, tensors)
+            unexpected = list(getattr(result, "unexpected_keys", []) or [])
+            if unexpected:
+                raise ValueError(f"crossrec: saved {mode} adapters do not fit the language "
+                                 f"model (unexpected {unexpected[:3]})")
+
         def forward(self, texts: list[str]):
             enc = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
                                  return_tensors="pt")
@@ -256,6 +288,17 @@ def build_text_lm(path: str, mode: str, max_length: int, lora_r: int):
             return torch.nn.functional.normalize(pooled, dim=-1)
 
     return TextLM()
+
+
+def encode_texts(lm, texts: list[str], batch: int = 64):
+    """(len(texts), dim) float32 tensor: ``texts`` through ``lm`` in eval mode, no gradients."""
+    torch, _ = _nn()
+    lm.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(texts), batch):
+            out.append(lm(texts[s:s + batch]))
+    return torch.cat(out).float() if out else torch.zeros((0, lm.dim))
 
 
 @register
@@ -409,6 +452,12 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.tower_states_ = [p["tower"] for p in parts]
         self.item_tower_config_ = parts[0]["item_tower_config"]
         self.item_tower_states_ = [p["item_tower"] for p in parts]
+        for stale in ("text_lm_config_", "text_lm_states_", "_text_lms"):
+            self.__dict__.pop(stale, None)
+        if self.lm != "frozen":
+            self.text_lm_config_ = {"mode": self.lm, "max_length": int(self.lm_max_length),
+                                    "lora_r": int(self.lora_r), "base": base_text_lm()[1]}
+            self.text_lm_states_ = [p["text_lm"] for p in parts]
         self.best_epoch_ = int(max(r.best_epoch for r in results))
         self.train_log_ = [{"best_epoch": r.best_epoch, "best_valid": r.best_score,
                             "epochs_run": r.epochs_run, "seconds_to_best": r.seconds_to_best}
@@ -526,8 +575,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         rows[[len(h) == 0 for h in histories]] = 0.0
         return rows.astype(np.float32)
 
-    def _collab_new_items(self, features: dict[str, Features]) -> np.ndarray:
-        n = len(next(iter(features.values())).mask) if features else 0
+    def _collab_new_items(self, features: dict[str, Features], n: int) -> np.ndarray:
         given = {k: v for k, v in features.items() if k in self.collab_feature_dims_}
         if self.collab_map_ is None or not given:   # no content map, or none of its features
             return np.zeros((n, self.collab_factors_.shape[1] + 1), np.float32)
@@ -577,38 +625,63 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
 
     # -- new items from content --------------------------------------------------------------
     @property
+    def reads_text(self) -> bool:
+        """True with a tuned language model: :meth:`new_item_vectors` then takes the new items'
+        composed texts (``texts``) and encodes them itself."""
+        return self.lm != "frozen"
+
+    @property
     def places_new_items(self) -> bool:
-        """True when :meth:`new_item_vectors` works: text from the frozen features (``lm`` tuned
-        text is not saved) and, once fitted, an item tower over at least one content feature
-        (before ``fit``: whether these settings allow it)."""
-        if self.lm != "frozen":
-            return False
+        """True when :meth:`new_item_vectors` works: once fitted, an item tower over at least
+        one content feature, and with ``lm`` tuned its saved language model (before ``fit``:
+        whether these settings allow it)."""
         if not self.is_fitted:
             return True
         config = getattr(self, "item_tower_config_", None)       # None: saved before towers
+        if self.lm != "frozen" and getattr(self, "text_lm_states_", None) is None:
+            return False                                   # saved before tuned LMs were kept
         return bool(config and config["features"])
 
-    def new_item_vectors(self, features: dict[str, Features]) -> np.ndarray:
+    def new_item_vectors(self, features: dict[str, Features],
+                         texts: list[str] | None = None) -> np.ndarray:
         """(n, ensemble * (dim + 1)) [v, b] per member for items never fitted on, from
         ``features`` (name -> Features of n rows, encoded like the training features): the
         item tower without an id embedding, as for a catalog item without interactions. A
         trained-on feature that is missing here counts as absent for every row; one without any
-        present feature gets the content vector 0 (and the bias of that)."""
+        present feature gets the content vector 0 (and the bias of that).
+
+        With a tuned language model (``reads_text``) the text feature is not read from
+        ``features``: ``texts`` (n strings composed as ``TrainData.item_text``, "" for none) go
+        through each member's saved language model; None counts as no text."""
         self._check_fitted()
-        if self.lm != "frozen":
-            raise ValueError(f"crossrec: lm={self.lm!r} encodes item text with a tuned language "
-                             f"model that is not saved, so it cannot place new items")
         config = getattr(self, "item_tower_config_", None)
         if not config or not config["features"]:
             raise ValueError("crossrec: this model has no item tower over content features "
                              "(fitted without any, or saved before new items were supported)")
+        if self.reads_text and getattr(self, "text_lm_states_", None) is None:
+            raise ValueError(f"crossrec: lm={self.lm!r} was saved without its tuned language "
+                             f"model, so it cannot place new items")
         names, input_dims = list(config["features"]), config["input_dims"]
+        channel_features = features                  # the channel reads the frozen text
+        features = dict(features)
+        if self.reads_text:
+            features.pop("text", None)               # the frozen vectors: not what it read
         given = [m for m in names if m in features]
+        if self.reads_text and texts is not None and "text" in names:
+            given.append("text")
+            n_text = len(texts)
+            if any(m != "text" and np.asarray(features[m].matrix).shape[0] != n_text
+                   for m in given):
+                raise ValueError(f"crossrec: {n_text} texts for features of another number "
+                                 f"of rows")
         if not given:
             raise ValueError(f"crossrec: new items need at least one of the features the model "
                              f"was trained on {names}; got {sorted(features) or 'none'}")
-        n = int(np.asarray(features[given[0]].matrix).shape[0])
+        n = len(texts) if "text" in given and self.reads_text else \
+            int(np.asarray(features[given[0]].matrix).shape[0])
         for m in given:
+            if m == "text" and self.reads_text:
+                continue
             f = features[m]
             shape = np.asarray(f.matrix).shape
             if len(shape) != 2 or shape[1] != int(input_dims[m]):
@@ -622,10 +695,15 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             return np.zeros((0, len(self.item_tower_states_) * (d + 1)), np.float32)
         present = np.zeros((n, len(names)), bool)
         for j, m in enumerate(names):
-            if m in given:
+            if m == "text" and m in given and self.reads_text:
+                present[:, j] = [bool(t and t.strip()) for t in texts]
+            elif m in given:
                 present[:, j] = np.asarray(features[m].mask, bool)
         out = []
         for k, state in enumerate(self.item_tower_states_):
+            if "text" in given and self.reads_text:
+                tuned = encode_texts(self._text_lm(k), [t or "" for t in texts]).numpy()
+                features["text"] = Features(tuned, present[:, names.index("text")], "text")
             feats = {}
             for m in names:
                 if m in given:
@@ -637,7 +715,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             out.append(self._item_tower(k).run(feats, present))
         if self.collab:
             factor = np.float32(self.collab_weight_ * self.collab_scale_)
-            out.append(factor * self._collab_new_items(features))
+            out.append(factor * self._collab_new_items(channel_features, n))
         return np.hstack(out).astype(np.float32)
 
     def _item_tower(self, k: int) -> _ContentTower:
@@ -647,10 +725,28 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                                       int(self.dim))
         return towers[k]
 
+    def _text_lm(self, k: int):
+        """Member ``k``'s tuned language model, rebuilt from the base MiniLM and the saved
+        weights (once; the base must be the revision it was tuned from)."""
+        lms = self.__dict__.setdefault("_text_lms", {})
+        with self.__dict__.setdefault("_text_lm_lock", threading.Lock()):
+            if k not in lms:
+                config = self.text_lm_config_
+                path, revision = base_text_lm()
+                if revision != config["base"]:
+                    raise ValueError(f"crossrec: the language model was tuned from MiniLM "
+                                     f"revision {config['base']}; the installed one is "
+                                     f"{revision} ({path})")
+                lm = build_text_lm(path, config["mode"], int(config["max_length"]),
+                                   int(config["lora_r"]))
+                lm.load_tuned_state(self.text_lm_states_[k])
+                lms[k] = lm.eval()
+            return lms[k]
+
     # -- persistence: tower weights as one npz per ensemble member ----------------------------
     def _state(self) -> dict[str, Any]:
         return {k: v for k, v in super()._state().items()
-                if k not in ("tower_states_", "item_tower_states_")}
+                if k not in ("tower_states_", "item_tower_states_", "text_lm_states_")}
 
     def save(self, path: str | Path) -> Path:
         path = super().save(path)
@@ -658,6 +754,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             np.savez(Path(path) / f"user_tower_{k}.npz", **state)
         for k, state in enumerate(getattr(self, "item_tower_states_", [])):
             np.savez(Path(path) / f"item_tower_{k}.npz", **state)
+        for k, state in enumerate(getattr(self, "text_lm_states_", None) or []):
+            np.savez(Path(path) / f"text_lm_{k}.npz", **state)
         return path
 
     @classmethod
@@ -672,6 +770,11 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             for k in range(int(model.tower_config_["n"])):
                 with np.load(Path(path) / f"item_tower_{k}.npz", allow_pickle=False) as z:
                     model.item_tower_states_.append({name: z[name] for name in z.files})
+        if getattr(model, "text_lm_config_", None) is not None:
+            model.text_lm_states_ = []
+            for k in range(int(model.tower_config_["n"])):
+                with np.load(Path(path) / f"text_lm_{k}.npz", allow_pickle=False) as z:
+                    model.text_lm_states_.append({name: z[name] for name in z.files})
         return model
 
 
@@ -812,7 +915,7 @@ class _FusionFit:
             self.lm = build_text_lm(path, p.lm, int(p.lm_max_length), int(p.lora_r))
             self.texts = [t or "" for t in train.item_text]
             text_mask = np.array([bool(t.strip()) for t in self.texts])
-            self.X["text"] = self._encode_all(self.texts)
+            self._refresh_text()
             dims["text"] = self.lm.dim
             masks.insert(self.names.index("text"), text_mask)
         self.present = torch.from_numpy(np.stack(masks, 1) if masks
@@ -881,14 +984,12 @@ class _FusionFit:
         if self.lm is not None:
             self.module.lm = self.lm
 
-    def _encode_all(self, texts: list[str], batch: int = 64):
-        torch, _ = _nn()
-        self.lm.eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(texts), batch):
-                out.append(self.lm(texts[s:s + batch]))
-        return torch.cat(out).float()
+    def _refresh_text(self) -> None:
+        """Re-encode every item's text with the language model's current weights (skipped when
+        nothing trained since the last time)."""
+        if self.lm is not None and not getattr(self, "_text_fresh", False):
+            self.X["text"] = encode_texts(self.lm, self.texts)
+            self._text_fresh = True
 
     # -- the item tower on a set of items -----------------------------------------------------
     def item_forward(self, items, train: bool):
@@ -901,6 +1002,7 @@ class _FusionFit:
             k = min(int(p.lm_batch), len(items))
             pick = torch.randperm(len(items))[:k]
             self.lm.train()
+            self._text_fresh = False
             fresh = self.lm([self._augment(self.texts[i]) for i in items[pick].tolist()])
             text = feats["text"].clone()
             text[pick] = fresh.to(text.dtype)
@@ -936,10 +1038,7 @@ class _FusionFit:
         """Yields dicts: seq (B, T) left-padded item indices (pad = n_items), users (B,), rows,
         slots, targets, values (P,) for every prediction (query row, query slot, target)."""
         p = self.p
-        if self.lm is not None and epoch > 0:
-            import torch
-            with torch.no_grad():
-                self.X["text"] = self._encode_all(self.texts)
+        self._refresh_text()
         T = int(p.max_len)
         windows = []                       # (user, start, end) into the user's history
         for u in self.active:
@@ -1144,6 +1243,7 @@ class _FusionFit:
 
             def validate():
                 cache.clear()
+                self._refresh_text()
                 return inner()
 
         config = TrainConfig(
@@ -1160,6 +1260,8 @@ class _FusionFit:
                     no_decay=("bias", "norm", "slot", "id_emb", "user_emb"),
                     lr_scale={"lm.": float(p.lm_lr) / float(p.lr)})
         result = fit(task, config, validate)
+        self._text_fresh = False             # fit may have restored the best epoch's weights
+        self._refresh_text()
         V = self.all_item_vectors()
         Uv = self.user_matrix(V, np.arange(self.train.n_users))
         no_history = np.array([len(h) == 0 for h in self.histories])
@@ -1173,8 +1275,9 @@ class _FusionFit:
         item_config = {"features": list(self.names), "dims": dict(self.dims),
                        "input_dims": {m: self.input_dims.get(m, self.dims[m])
                                       for m in self.names}}
+        text_lm = None if self.lm is None else self.lm.tuned_state()
         return {"items": V, "users": Uv, "tower": state, "item_tower": item,
-                "item_tower_config": item_config}, result
+                "item_tower_config": item_config, "text_lm": text_lm}, result
 
 
 __all__ = ["FusionRecommender", "LM_MODES"]

@@ -285,8 +285,15 @@ class Service:
             return None
         feats = {m: Features(v[None], np.array([bool(np.abs(v).sum() > 0)]))
                  for m, v in item.features.items()}
-        vec = loaded.model.new_item_vectors(loaded.recipe.combine(feats))[0]
-        return loaded.add_live(item, vec)
+        content = item.content
+        text = None
+        if _reads_text(loaded):                     # a tuned LM reads the composed text
+            from crossrec.encoders.text import compose_texts
+
+            text = compose_texts(_catalog_row(loaded, item.item_id, item.medium,
+                                              content.get("text", {}),
+                                              content.get("categories", []), {}))[0]
+        return loaded.add_live(item, _new_vector(loaded, loaded.recipe.combine(feats), text))
 
     def _place_stored(self, loaded: Loaded, item: StoredItem) -> None:
         self._place(loaded, LiveItem(item.item_id, item.medium, item.content, item.features))
@@ -604,7 +611,7 @@ class Service:
         res = self._encoder("text", loaded).encode([text])
         if not res.mask[0]:
             raise ServiceError(f"could not encode the text: {res.errors.get(0, 'empty')}", 422)
-        return loaded.model.new_item_vectors(loaded.recipe.text_query(res.vectors))[0]
+        return _new_vector(loaded, loaded.recipe.text_query(res.vectors), text)
 
     def preload_encoders(self) -> None:
         """Build the encoders now (the first search or new item would otherwise wait)."""
@@ -741,9 +748,8 @@ class Service:
         if not loaded.places_new_items:
             raise CannotDo(f"model {loaded.artifact.meta['model']!r} cannot place new items: it "
                            f"has no content path (or the artifact records no content encoders)")
-        fields = {f: str(text.get(f, "")) for f in dict.fromkeys([*loaded.text_fields, *text])}
-        row = Catalog(ids=[item_id], medium=[medium], text={f: [v] for f, v in fields.items()},
-                      media={k: [v] for k, v in media.items()}, categories=[tuple(categories)])
+        row = _catalog_row(loaded, item_id, medium, text, categories, media)
+        fields = {f: v[0] for f, v in row.text.items()}
         from crossrec.encoders.pipeline import catalog_inputs
 
         features: dict[str, np.ndarray] = {}
@@ -775,6 +781,28 @@ class Service:
             else:
                 self._place(self.loaded, item)
         return self.item(item_id)
+
+
+def _catalog_row(loaded: Loaded, item_id: str, medium: str, text: dict[str, str],
+                 categories: list[str], media: dict[str, str]) -> Catalog:
+    """A one-item catalog: the artifact's text fields in its order (empty where not given),
+    then any other given field by name, as the item's text is composed for encoding."""
+    fields = {f: str(text.get(f, "")) for f in dict.fromkeys([*loaded.text_fields,
+                                                               *sorted(text)])}
+    return Catalog(ids=[item_id], medium=[medium], text={f: [v] for f, v in fields.items()},
+                   media={k: [v] for k, v in media.items()}, categories=[tuple(categories)])
+
+
+def _reads_text(loaded: Loaded) -> bool:
+    return bool(getattr(loaded.model, "reads_text", False))
+
+
+def _new_vector(loaded: Loaded, features: dict[str, Features], text: str | None) -> np.ndarray:
+    """One new item's (or query's) vector from its encoded features; a model that reads text
+    itself also gets the composed text."""
+    if _reads_text(loaded):
+        return loaded.model.new_item_vectors(features, texts=[text or ""])[0]
+    return loaded.model.new_item_vectors(features)[0]
 
 
 __all__ = ["CannotDo", "Loaded", "NotFound", "Service", "ServiceError", "user_hash"]
