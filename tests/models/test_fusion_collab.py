@@ -1,10 +1,12 @@
-"""The fusion model's collaborative channel (``collab``): a cb2cf-style ALS + content map whose
-score is added to the towers' with a weight chosen on valid; the vectors stay one dot product,
-fold-in, new items and save/load keep it."""
+"""The fusion model's collaborative channel (``collab``): a cb2cf-style ALS + content map (or,
+on data of several media, the usersvd neighbourhood) whose score is added to the towers' with a
+weight chosen on valid; the vectors stay one dot product, fold-in, new items and save/load keep
+it."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -66,9 +68,10 @@ def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refi
     grid = CB2CFRecommender.param_grid
     assert len(model.collab_tuning_) == np.prod([len(v) for v in grid.values()])
     best = max(model.collab_tuning_, key=model.collab_tuning_.get)
-    assert json.loads(best) == model.collab_settings_
+    assert json.loads(best) == model.collab_settings_ and model.collab_settings_["kind"] == "als"
+    settings = {k: v for k, v in model.collab_settings_.items() if k != "kind"}
     # the channel is cb2cf with the chosen settings
-    cb = CB2CFRecommender(factors=4, seed=0, **model.collab_settings_).fit(data)
+    cb = CB2CFRecommender(factors=4, seed=0, **settings).fit(data)
     W = model.tower_width_
     u = np.arange(N_USERS)
     channel = model.user_vectors_[u, W:] @ model.item_vectors_[:, W:].T
@@ -76,12 +79,13 @@ def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refi
                                rtol=1e-4, atol=1e-4)
     refit = model.refit_params()
     assert refit["collab_tune"] is False
-    assert {k: refit[f"collab_{k}"] for k in ("regularization", "ridge", "pop_weight")} \
+    assert {k: refit[f"collab_{k}"] for k in ("kind", "regularization", "ridge", "pop_weight")} \
         == model.collab_settings_
     again = FusionRecommender(**{**QUICK, **refit}).fit(data)
     assert again.collab_tuning_ == {} and again.collab_settings_ == model.collab_settings_
     untuned = FusionRecommender(**QUICK, collab_weight=1.0, collab_tune=False).fit(data, valid)
-    assert untuned.collab_settings_ == {"regularization": 1.0, "ridge": 0.1, "pop_weight": 0.03}
+    assert untuned.collab_settings_ == {"kind": "als", "regularization": 1.0, "ridge": 0.1,
+                                        "pop_weight": 0.03}
 
 
 def test_fold_in_of_the_training_histories_gives_the_training_user_vectors(fixed, data):  # noqa: F811
@@ -137,3 +141,68 @@ def test_without_content_the_channel_is_als_alone(data):  # noqa: F811
                                als.item_factors_, rtol=1e-4, atol=1e-5)
     assert np.all(model.item_vectors()[:, -1] == 0)                # no popularity from content
     assert model.collab_map_ is None
+
+
+def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
+    from test_peers import _cross_media
+
+    from crossrec.models.usersvd import UserSVDRecommender
+
+    train = _cross_media()                        # books 0-9, music 10-19; users 40-43 books only
+    rng = np.random.default_rng(3)
+    users = np.repeat(np.arange(40, 44), 2)       # valid: their music, of their book side
+    items = np.array([rng.choice(np.arange(10, 15) if u < 42 else np.arange(15, 20))
+                      for u in users])
+    valid = TrainData(Interactions(users, items, np.zeros(len(users))), 44, 20,
+                      item_medium=train.item_medium)
+    model = FusionRecommender(**{**QUICK, "collab_factors": 3}).fit(train, valid)
+    tried = [json.loads(k) for k in model.collab_tuning_]
+    assert sorted({(t["kind"], t.get("source_medium")) for t in tried if t["kind"] == "usersvd"},
+                  key=str) == [("usersvd", "book"), ("usersvd", "music"), ("usersvd", None)]
+    assert len([t for t in tried if t["kind"] == "als"]) == 2     # no content: regularisation
+    best = max(model.collab_tuning_, key=model.collab_tuning_.get)
+    assert json.loads(best) == model.collab_settings_
+    # force the cross-media channel: it is usersvd's score, folded in like the training rows
+    forced = FusionRecommender(**{**QUICK, "collab_factors": 3}, collab_kind="usersvd",
+                               collab_source_medium="book", collab_pop_weight=0.1,
+                               collab_tune=False, collab_weight=1.0).fit(train)
+    ref = UserSVDRecommender(factors=3, source_medium="book", pop_weight=0.1).fit(train)
+    W, u = forced.tower_width_, np.arange(44)
+    channel = forced.user_vectors_[u, W:] @ forced.item_vectors_[:, W:].T
+    np.testing.assert_allclose(channel, forced.collab_scale_ * ref.score(u), rtol=1e-4,
+                               atol=1e-5)
+    hist = histories_from(train.interactions, 44)
+    np.testing.assert_allclose(forced.user_vectors(hist)[:, W:], forced.user_vectors_[:, W:],
+                               rtol=1e-4, atol=1e-5)
+    back = Recommender.load(forced.save(tmp_path / "m"))
+    np.testing.assert_array_equal(back.user_vectors(hist[40:]), forced.user_vectors(hist[40:]))
+    assert forced.refit_params()["collab_kind"] == "usersvd"
+    assert forced.refit_params()["collab_source_medium"] == "book"
+    with pytest.raises(ValueError, match="collab_kind"):
+        FusionRecommender(**QUICK, collab_kind="knn").fit(train)
+
+
+def test_the_channel_is_chosen_on_valid_users_the_towers_did_not_stop_on(data):  # noqa: F811
+    from crossrec.training import ndcg_callback
+
+    valid = cold_valid(4)
+    model = FusionRecommender(**QUICK, collab_tune=False).fit(data, valid)
+    assert model.collab_valid_users_ == N_USERS // 2              # half of the 60 valid users
+    stop_on, blend_on = model._valid_parts(valid)
+    a, b = set(stop_on.interactions.user.tolist()), set(blend_on.interactions.user.tolist())
+    assert not a & b and len(a | b) == N_USERS
+    assert len(stop_on.interactions) + len(blend_on.interactions) == len(valid.interactions)
+    # the weight's valid scores are the blend users' NDCG@20 (the towers, then + w * channel)
+    W = model.tower_width_
+    towers = model.user_vectors_[:, :W] @ model.item_vectors_[:, :W].T
+    ndcg = ndcg_callback(lambda users: towers[users], data.matrix, blend_on.matrix,
+                         candidates=valid.candidates)()
+    assert model.collab_valid_["0.0"] == pytest.approx(ndcg, abs=1e-9)
+    everyone = FusionRecommender(**QUICK, collab_tune=False, collab_holdout=0.0).fit(data, valid)
+    assert not hasattr(everyone, "collab_valid_users_")
+    with pytest.raises(ValueError, match=r"collab_holdout must be in \[0, 1\)"):
+        FusionRecommender(**QUICK, collab_holdout=1.0).fit(data, valid)
+    one_user = replace(valid, interactions=valid.interactions.take(
+        np.flatnonzero(valid.interactions.user == 0)))
+    with pytest.raises(ValueError, match="collab_holdout=0.5 leaves no valid user"):
+        FusionRecommender(**QUICK).fit(data, one_user)

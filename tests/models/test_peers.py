@@ -1,5 +1,5 @@
-"""The strong peers on known cases: cb2cf places cold items from content, userknn carries a
-user's taste from one medium to another, EASE's recency weighting."""
+"""The strong peers on known cases: cb2cf places cold items from content, userknn and usersvd
+carry a user's taste from one medium to another, EASE's recency weighting."""
 
 from __future__ import annotations
 
@@ -137,3 +137,37 @@ def test_ease_recency_weights_the_latest_items_most():
     model = build_model("ease", lam=1.0, recency_tau=1.0, recency_floor=0.5).fit(train)
     h = model.history_.toarray()[0]
     np.testing.assert_allclose(h, [0.5 + np.exp(-2), 0.5 + np.exp(-1), 1.5], rtol=1e-6)
+
+
+def test_usersvd_carries_book_taste_to_music():
+    train = _cross_media()
+    model = build_model("usersvd", factors=4, source_medium="book", pop_weight=0.0).fit(train)
+    s = model.score(np.array([40, 41, 42, 43]))[:, 10:]            # music only
+    assert (s[:2, :5].min(axis=1) > s[:2, 5:].max(axis=1)).all()   # book side 0 -> music 10-14
+    assert (s[2:, 5:].min(axis=1) > s[2:, :5].max(axis=1)).all()
+
+
+def test_usersvd_at_full_rank_is_userknn_with_every_user_a_neighbour():
+    train = _cross_media()
+    model = build_model("usersvd", factors=50, source_medium="book", pop_weight=0.2).fit(train)
+    X = train.matrix.toarray().astype(np.float64)
+    df = X.sum(0)
+    idf = np.where(np.arange(20) < 10, np.log(44 / np.maximum(df, 1)), 0.0)
+    Q = X * idf
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    votes = (Q @ Q.T) @ X                                         # every user votes, by cosine
+    expected = votes / votes.max(1, keepdims=True) + 0.2 * df / df.max()
+    np.testing.assert_allclose(model.score(np.arange(44)), expected, rtol=1e-4, atol=1e-5)
+    # a history folded in gets the row its user has; no source item: popularity alone
+    hist = [np.flatnonzero(X[u]) for u in (3, 40)] + [np.array([12, 13]), np.array([], int)]
+    rows = model.user_vectors(hist)
+    np.testing.assert_allclose(rows[:2], model.user_rows_[[3, 40]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rows[2:] @ model.item_vectors().T,
+                               np.tile(0.2 * df / df.max(), (2, 1)), rtol=1e-5, atol=1e-6)
+
+
+def test_usersvd_explains_bad_settings():
+    with pytest.raises(ValueError, match="no items of medium 'video'"):
+        build_model("usersvd", source_medium="video").fit(_cross_media())
+    with pytest.raises(ValueError, match="factors must be >= 1"):
+        build_model("usersvd", factors=0).fit(_cross_media())

@@ -26,4 +26,5 @@ from crossrec.models import (  # noqa: E402,F401
     random,
     sasrec,
     userknn,
+    usersvd,
 )
