@@ -120,3 +120,33 @@ def test_train_config_refuses_an_unknown_modality():
     with pytest.raises(pydantic.ValidationError, match=r"unknown modality \['imgae'\]"):
         TrainCommandConfig(encode=["imgae"])
     assert TrainCommandConfig(encode=["none"]).encode == []
+
+
+def test_a_trained_artifact_places_new_items_and_queries_with_its_encoders(demo, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from crossrec.serve.app import create_app
+
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(CONFIG.replace("encode = []", f'encode = ["text"]\nstore = "{tmp_path}/fs"'))
+    out = tmp_path / "artifact"
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--config", str(cfg), "--out", str(out)]) == 0
+    recipe = load_artifact(out).meta["config"]["content_recipe"]
+    assert recipe["name"] == "encoded" and recipe["dims"] == {"text": 384}
+    app = create_app(out, store_url=f"sqlite:///{tmp_path / 'ev.db'}", api_keys=["key-123456"])
+    with TestClient(app) as client:
+        r = client.post("/v1/items", data={"item_id": "new-1", "medium": "article",
+                                           "title": "Deep sea creatures of the ocean"},
+                        headers={"X-API-Key": "key-123456"})
+        assert r.status_code == 201, r.text
+        found = client.get("/v1/search", params={"q": "ocean", "k": 5})
+        assert found.status_code == 200 and len(found.json()["items"]) == 5
+        # the live item is placed by the model from its text, like a catalog item without
+        # interactions: its vector is the model's new_item_vectors of the encoded text
+        loaded = app.state.service.loaded
+        live = loaded.vector(loaded.item_pos["new-1"])
+        assert np.isfinite(live).all() and np.abs(live).sum() > 0
+        articles = client.get("/v1/search", params={"q": "deep sea creatures of the ocean",
+                                                     "k": 100, "media": "article"}).json()
+        assert "new-1" in [i["item_id"] for i in articles["items"]]

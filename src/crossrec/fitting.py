@@ -114,14 +114,30 @@ def train_to_artifact(dataset, split, cfg: TrainCommandConfig, out: str | Path) 
     seconds = time.perf_counter() - t0
     config = {"model": cfg.model, "params": model.get_params(), "refit_params": refit,
               "protocol": split.protocol, "encode": wanted, "seconds": seconds}
+    if encoders:
+        config["content_recipe"] = encoded_recipe(list(encoders)).model_dump()
     save_artifact(out, model, dataset, test_train.interactions, metrics=metrics,
                   config=config, encoders=encoders)
     return {"metrics": metrics, "params": model.get_params(), "refit_params": refit,
             "seconds": seconds}
 
 
+def encoded_recipe(modalities: list[str]):
+    """The :class:`~crossrec.recipe.ContentRecipe` that encodes a new item's content as
+    :func:`item_features` encoded the catalog's (the default encoder of each modality, the
+    default text template): its blocks carry the modalities' names, as the training features
+    do, and its concatenation is named "encoded", which no training feature is. The service
+    places new items and text queries with it; the dataset's own features (genres, years,
+    TF-IDF) count as absent for them."""
+    from crossrec.encoders import EncoderConfig, build_encoder
+    from crossrec.recipe import ContentRecipe
+
+    encoders = {m: build_encoder(EncoderConfig(modality=m)) for m in modalities}
+    return ContentRecipe.for_encoders(encoders, name="encoded")
+
+
 def _means(result, M) -> dict[str, float]:
     return {k: float(M.mean_over_users(v)) for k, v in result.per_user.items()}
 
 
-__all__ = ["TrainCommandConfig", "item_features", "train_to_artifact"]
+__all__ = ["TrainCommandConfig", "encoded_recipe", "item_features", "train_to_artifact"]

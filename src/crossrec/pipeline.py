@@ -82,6 +82,7 @@ def fit_artifact(out: str | os.PathLike, model_name: str, dataset: Dataset,
     """Fit ``model_name`` (with ``params``) on ``history`` (default: all of the dataset's
     interactions) and save the artifact, recording the content recipe."""
     from crossrec.artifact import save_artifact
+    from crossrec.encoders.text import compose_texts
     from crossrec.models import build_model
     from crossrec.models.base import TrainData
 
@@ -89,7 +90,8 @@ def fit_artifact(out: str | os.PathLike, model_name: str, dataset: Dataset,
     data = TrainData(history, dataset.n_users, dataset.n_items,
                      item_features=dict(features or {}),
                      item_categories=dataset.catalog.categories,
-                     item_medium=dataset.catalog.medium)
+                     item_medium=dataset.catalog.medium,
+                     item_text=compose_texts(dataset.catalog))
     t0 = time.perf_counter()
     model = build_model(model_name, **(params or {})).fit(data)
     log.info("fitted %s on %d interactions in %.1fs", model_name, len(history),
