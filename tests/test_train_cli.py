@@ -150,3 +150,29 @@ def test_a_trained_artifact_places_new_items_and_queries_with_its_encoders(demo,
         articles = client.get("/v1/search", params={"q": "deep sea creatures of the ocean",
                                                      "k": 100, "media": "article"}).json()
         assert "new-1" in [i["item_id"] for i in articles["items"]]
+
+
+def test_retraining_a_trained_artifact_keeps_the_features_it_was_fitted_on(demo, tmp_path):
+    from crossrec.pipeline import retrain
+    from crossrec.serve.store import EventStore
+
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(CONFIG.replace("encode = []", f'encode = ["text"]\nstore = "{tmp_path}/fs"'))
+    out = tmp_path / "artifact"
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--config", str(cfg), "--out", str(out)]) == 0
+    old = load_artifact(out)
+    url = f"sqlite:///{tmp_path / 'ev.db'}"
+    store = EventStore(url)
+    item = str(old.items.ids[0])
+    store.add_events([{"event_id": "1", "user_id": "newcomer", "item_id": item, "type": "like"}])
+    store.close()
+    res = retrain(out, url, tmp_path / "new", store_root=tmp_path / "fs")
+    new = load_artifact(res["artifact"])
+    assert res["positives_added"] == 1 and res["new_users"] == 1
+    # the same features as `crossrec train` used (encoded text and the catalog's own), not
+    # only those the content recipe encodes
+    names = old.model.item_tower_config_["features"]
+    assert "text" in names and len(names) > 1
+    assert new.model.item_tower_config_["features"] == names
+    assert new.meta["config"]["content_recipe"] == old.meta["config"]["content_recipe"]

@@ -139,7 +139,12 @@ def retrain(artifact_path: str | os.PathLike, store_url: str, out: str | os.Path
     recipe_dict = art.meta.get("config", {}).get("content_recipe")
     recipe = ContentRecipe(**recipe_dict) if recipe_dict else None
     features = None
-    if recipe is not None:
+    encode = art.meta.get("config", {}).get("encode")
+    if encode is not None:           # written by `crossrec train`: the features it fitted on
+        from crossrec.fitting import item_features
+
+        features = item_features(dataset, list(encode), Path(store_root))[0]
+    elif recipe is not None:
         from crossrec.encoders import encode_catalog
 
         encoded, _ = encode_catalog(art.catalog, list(recipe.encoders), recipe.encoders,
