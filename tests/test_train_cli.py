@@ -122,16 +122,25 @@ def test_train_config_refuses_an_unknown_modality():
     assert TrainCommandConfig(encode=["none"]).encode == []
 
 
-def test_a_trained_artifact_places_new_items_and_queries_with_its_encoders(demo, tmp_path):
+@pytest.fixture(scope="module")
+def text_artifact(demo, tmp_path_factory):
+    """`crossrec train` with MiniLM text vectors (feature store in the same temporary folder)."""
+    tmp = tmp_path_factory.mktemp("text-artifact")
+    cfg = tmp / "train.toml"
+    cfg.write_text(CONFIG.replace("encode = []", f'encode = ["text"]\nstore = "{tmp}/fs"'))
+    out = tmp / "artifact"
+    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
+                 "--config", str(cfg), "--out", str(out)]) == 0
+    return out
+
+
+def test_a_trained_artifact_places_new_items_and_queries_with_its_encoders(text_artifact,
+                                                                          tmp_path):
     from fastapi.testclient import TestClient
 
     from crossrec.serve.app import create_app
 
-    cfg = tmp_path / "train.toml"
-    cfg.write_text(CONFIG.replace("encode = []", f'encode = ["text"]\nstore = "{tmp_path}/fs"'))
-    out = tmp_path / "artifact"
-    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
-                 "--config", str(cfg), "--out", str(out)]) == 0
+    out = text_artifact
     recipe = load_artifact(out).meta["config"]["content_recipe"]
     assert recipe["name"] == "encoded" and recipe["dims"] == {"text": 384}
     app = create_app(out, store_url=f"sqlite:///{tmp_path / 'ev.db'}", api_keys=["key-123456"])
@@ -152,22 +161,19 @@ def test_a_trained_artifact_places_new_items_and_queries_with_its_encoders(demo,
         assert "new-1" in [i["item_id"] for i in articles["items"]]
 
 
-def test_retraining_a_trained_artifact_keeps_the_features_it_was_fitted_on(demo, tmp_path):
+def test_retraining_a_trained_artifact_keeps_the_features_it_was_fitted_on(text_artifact,
+                                                                          tmp_path):
     from crossrec.pipeline import retrain
     from crossrec.serve.store import EventStore
 
-    cfg = tmp_path / "train.toml"
-    cfg.write_text(CONFIG.replace("encode = []", f'encode = ["text"]\nstore = "{tmp_path}/fs"'))
-    out = tmp_path / "artifact"
-    assert main(["train", "--dataset", "demo", "--data-dir", str(demo), "--protocol", "p1",
-                 "--config", str(cfg), "--out", str(out)]) == 0
+    out = text_artifact
     old = load_artifact(out)
     url = f"sqlite:///{tmp_path / 'ev.db'}"
     store = EventStore(url)
     item = str(old.items.ids[0])
     store.add_events([{"event_id": "1", "user_id": "newcomer", "item_id": item, "type": "like"}])
     store.close()
-    res = retrain(out, url, tmp_path / "new", store_root=tmp_path / "fs")
+    res = retrain(out, url, tmp_path / "new", store_root=out.parent / "fs")
     new = load_artifact(res["artifact"])
     assert res["positives_added"] == 1 and res["new_users"] == 1
     # the same features as `crossrec train` used (encoded text and the catalog's own), not

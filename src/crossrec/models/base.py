@@ -289,6 +289,13 @@ class VectorModel:
         raise NotImplementedError(f"{type(self).__name__} cannot place new items from content")
 
 
+def with_source_media(grid: dict[str, list], train: TrainData) -> dict[str, list]:
+    """``grid`` plus, on data of several media, ``source_medium``: None (all media) or each
+    medium (for models that compare users on one medium's history)."""
+    media = sorted(set(train.item_medium)) if train.item_medium is not None else []
+    return {**grid, "source_medium": [None, *media]} if len(media) > 1 else dict(grid)
+
+
 def histories_from(interactions: Interactions, n_users: int) -> list[np.ndarray]:
     """Per user index, the item indices of ``interactions`` in time order (ties: row order)."""
     order = interactions.chronological_order()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from crossrec.models.base import Recommender, TrainData, VectorModel, register
+from crossrec.models.base import Recommender, TrainData, VectorModel, register, with_source_media
 
 
 @register
@@ -39,11 +39,7 @@ class UserSVDRecommender(Recommender, VectorModel):
     @classmethod
     def grid_for(cls, train: TrainData) -> dict[str, list]:
         """On multi-media data, also which medium to compare users on (None = all)."""
-        media = sorted(set(train.item_medium)) if train.item_medium is not None else []
-        grid = dict(cls.param_grid)
-        if len(media) > 1:
-            grid["source_medium"] = [None, *media]
-        return grid
+        return with_source_media(cls.param_grid, train)
 
     def __init__(self, factors: int = 128, source_medium: str | None = None,
                  pop_weight: float = 0.1, seed: int = 0):
