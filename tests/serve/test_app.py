@@ -289,6 +289,9 @@ def test_reload_swaps_atomically_with_no_failed_request(client, content_artifact
     for t in threads:
         t.join()
     assert errors == [] and len(versions) == 2
+    served = [line for line in client.get("/metrics").text.splitlines()
+              if line.startswith("crossrec_model_info{")]
+    assert len(served) == 1 and 'model="als"' in served[0]      # the old version is gone
     bad = client.post("/v1/admin/reload", json={"path": str(tmp_path / "nothing")},
                       headers={"X-API-Key": KEY})
     assert bad.status_code == 422 and "cannot load artifact" in bad.json()["error"]

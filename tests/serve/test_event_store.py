@@ -107,3 +107,29 @@ def test_add_events_seq_gives_the_sequence_number_of_each_new_event(store_url):
     assert again[1] > first[1]
     assert [x.seq for x in store.events()] == [first[0], first[1], again[1]]
     store.close()
+
+
+OPEN_AT = """
+import sys, time
+from crossrec.serve.store import EventStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+EventStore(sys.argv[1]).close()
+"""
+
+
+def test_processes_creating_a_new_store_at_once_all_start(store_url, tmp_path):
+    # `crossrec serve --workers N` on a fresh store: every worker creates the schema at once
+    from conftest import _fresh_pg
+
+    for attempt in range(3):
+        url = (f"sqlite:///{tmp_path / f'race-{attempt}.db'}" if store_url.startswith("sqlite")
+               else _fresh_pg(store_url))
+        at = time.time() + 4.0                         # after the imports, all together
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, str(at)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+        store = EventStore(url)
+        assert store.add_events([{"event_id": "e", "user_id": "u", "item_id": "i",
+                                  "type": "like"}]) == [True]
+        store.close()

@@ -172,6 +172,30 @@ def _per_worker(port, path, within_s=60.0):
     raise AssertionError(f"only workers {sorted(seen)} answered in {within_s:.0f} s")
 
 
+def _metrics_per_worker(port, within_s=60.0):
+    """[(worker pid, /metrics text)] from two different workers."""
+    seen, deadline = {}, time.time() + within_s
+    while len(seen) < 2 and time.time() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/readyz")
+            pid = json.loads(conn.getresponse().read())["worker"]
+            conn.request("GET", "/metrics")
+            seen[pid] = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+    return list(seen.items())
+
+
+def _recommendation_count(text: str) -> float:
+    """The scraped count of answered recommendation requests (status 200)."""
+    for line in text.splitlines():
+        if line.startswith("crossrec_request_seconds_count{") and \
+                'route="/v1/users/{user_id}/recommendations"' in line and 'status="200"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no recommendations count in /metrics")
+
+
 def _reload_to(port, model, failures, deadline_s=90):
     """Wait until every worker serves ``model``; no request may fail meanwhile."""
     deadline = time.time() + deadline_s
@@ -219,6 +243,18 @@ def test_serve_with_two_workers_shares_writes_and_reloads_without_failures(
         for body in _per_worker(port, url).values():           # both workers, at once
             assert top not in [i["item_id"] for i in body["items"]]
 
+        # /metrics from either worker counts the requests both answered
+        for _ in range(30):
+            assert _on_one_connection(port, [url])[0][0] == 200
+        for _ in range(20):          # a worker records a request just after answering it
+            counts = {pid: _recommendation_count(text)
+                      for pid, text in _metrics_per_worker(port)}
+            if len(set(counts.values())) == 1:
+                break
+            time.sleep(0.1)
+        assert len(counts) == 2 and len(set(counts.values())) == 1, counts
+        assert next(iter(counts.values())) >= 30 + 4
+
         # reloads while requests keep coming: SIGHUP to the supervisor, then the admin route
         failures, done, stop = [], [0], threading.Event()
 
@@ -254,6 +290,11 @@ def test_serve_with_two_workers_shares_writes_and_reloads_without_failures(
         assert failures == [] and done[0] > 0
         for body in _per_worker(port, url).values():           # feedback kept across reloads
             assert top not in [i["item_id"] for i in body["items"]]
+        for _, text in _metrics_per_worker(port):                # both reloaded: als served
+            info = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines() if line.startswith("crossrec_model_info{")}
+            assert sorted(info.values()) == [0.0, 1.0] or sorted(info.values()) == [1.0], info
+            assert [k for k, v in info.items() if v == 1.0][0].startswith('model="als"')
     finally:
         proc.terminate()
         proc.wait(20)

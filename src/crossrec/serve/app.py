@@ -159,11 +159,16 @@ class Observe:
 
 
 class Metrics:
-    """Prometheus metrics in a registry of this app's own."""
+    """Prometheus metrics in a registry of this app's own. Under ``crossrec serve --workers N``
+    (``$PROMETHEUS_MULTIPROC_DIR`` set by the supervisor before the workers start) every worker
+    writes its values to files in that folder and a scrape of any worker returns the sum over
+    all of them (gauges: the maximum; the model gauge is set to 0 for a version no longer
+    served)."""
 
     def __init__(self):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry()
         self.latency = Histogram("crossrec_request_seconds", "request latency by route",
                                  ["method", "route", "status"], registry=self.registry,
@@ -174,15 +179,33 @@ class Metrics:
         self.events = Counter("crossrec_events_total", "events stored, by type", ["type"],
                               registry=self.registry)
         self.index_items = Gauge("crossrec_index_items", "items in the index",
-                                 registry=self.registry)
+                                 registry=self.registry, multiprocess_mode="max")
         self.model = Gauge("crossrec_model_info", "the model being served (value 1)",
-                           ["model", "version"], registry=self.registry)
+                           ["model", "version"], registry=self.registry,
+                           multiprocess_mode="max")
+        self._served: tuple[str, str] | None = None
 
     def set_model(self, service: Service) -> None:
-        self.model.clear()
         loaded = service.loaded
-        self.model.labels(loaded.artifact.meta["model"], loaded.version).set(1)
+        served = (str(loaded.artifact.meta["model"]), str(loaded.version))
+        if self._served is not None and self._served != served:
+            if self.multiprocess:            # files keep every label set: say it is gone
+                self.model.labels(*self._served).set(0)
+            else:
+                self.model.remove(*self._served)
+        self._served = served
+        self.model.labels(*served).set(1)
         self.index_items.set(loaded.total_items)
+
+    def exposition(self) -> bytes:
+        """The text a scrape gets: this process's registry, or every worker's values."""
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 
 def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///crossrec-events.db",
@@ -474,9 +497,9 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
 
     @app.get("/metrics")
     async def prometheus():
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # -- files --------------------------------------------------------------------------------
     @app.get("/media/{path:path}")

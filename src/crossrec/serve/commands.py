@@ -88,6 +88,9 @@ def _run_workers(config: dict, run: dict, workers: int) -> int:
 
     from crossrec.serve.feed import ChangeFeed
 
+    from crossrec.serve.store import EventStore
+
+    EventStore(config["store_url"]).close()           # the schema, before the workers race to it
     feed = ChangeFeed.create()
     feed.set_artifact(config["artifact_path"])
 
@@ -96,6 +99,9 @@ def _run_workers(config: dict, run: dict, workers: int) -> int:
             log.info("SIGHUP: the workers reload the artifact")
             feed.request_reload()
 
+    metrics_dir = feed.folder / "metrics"              # every worker's Prometheus values
+    metrics_dir.mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)   # read by workers at import
     os.environ["CROSSREC_SERVE"] = json.dumps({**config, "feed_dir": str(feed.folder)})
     uconfig = uvicorn.Config("crossrec.serve.app:app_from_env", factory=True, workers=workers,
                              **run)

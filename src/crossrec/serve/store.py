@@ -48,6 +48,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 EVENT_TYPES = ("view", "click", "like", "dislike", "skip", "play", "rating")
 POSITIVE = ("click", "like", "play")
@@ -164,7 +165,12 @@ class EventStore:
                 cur.execute(f"PRAGMA synchronous={sync}")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except DBAPIError:
+            # another process (a worker starting beside this one) created the tables between
+            # the check and the CREATE: the second pass finds them; any other error raises again
+            metadata.create_all(self.engine)
 
     def _insert(self, table: Table):
         if self.dialect == "sqlite":
