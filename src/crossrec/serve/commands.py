@@ -87,7 +87,6 @@ def _run_workers(config: dict, run: dict, workers: int) -> int:
     from uvicorn.supervisors import Multiprocess
 
     from crossrec.serve.feed import ChangeFeed
-
     from crossrec.serve.store import EventStore
 
     EventStore(config["store_url"]).close()           # the schema, before the workers race to it
