@@ -23,6 +23,7 @@ every worker to reload; each swaps the artifact in place, as a single process do
 
 
 import asyncio
+import collections
 import hashlib
 import hmac
 import json
@@ -385,8 +386,8 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     async def recommendations(user_id: str, svc: Svc, k: K = 10, media: Media = None,
                               exclude_seen: bool = True, explain: bool = True):
         out = svc.recommend(user_id, k, media_set(media), exclude_seen, explain)
-        for item in out["items"]:
-            metrics.recommended.labels(item["medium"]).inc()
+        for medium, n in collections.Counter(i["medium"] for i in out["items"]).items():
+            metrics.recommended.labels(medium).inc(n)
         return _json(out)
 
     @app.get(v1 + "/items/{item_id}/similar", response_model=schemas.Similar)
