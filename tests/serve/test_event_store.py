@@ -124,7 +124,7 @@ def test_processes_creating_a_new_store_at_once_all_start(store_url, tmp_path):
     for attempt in range(3):
         url = (f"sqlite:///{tmp_path / f'race-{attempt}.db'}" if store_url.startswith("sqlite")
                else _fresh_pg(store_url))
-        at = time.time() + 4.0                         # after the imports, all together
+        at = time.time() + 3.0                         # after the imports, all together
         procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, str(at)],
                                   stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errors = [p.communicate(timeout=120)[1] for p in procs]

@@ -165,12 +165,17 @@ class EventStore:
                 cur.execute(f"PRAGMA synchronous={sync}")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
-        try:
-            metadata.create_all(self.engine)
-        except DBAPIError:
-            # another process (a worker starting beside this one) created the tables between
-            # the check and the CREATE: the second pass finds them; any other error raises again
-            metadata.create_all(self.engine)
+        # Another process (a worker starting beside this one) may create a table or index
+        # between create_all's check and its CREATE. Each such failure means one more object
+        # exists, so at most one pass per object fails; any other error fails every pass.
+        objects = sum(1 + len(t.indexes) for t in metadata.tables.values())
+        for attempt in range(objects + 1):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except DBAPIError:
+                if attempt == objects:
+                    raise
 
     def _insert(self, table: Table):
         if self.dialect == "sqlite":
