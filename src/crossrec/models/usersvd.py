@@ -62,10 +62,8 @@ class UserSVDRecommender(Recommender, VectorModel):
             raise ValueError(f"usersvd: factors must be >= 1, got {self.factors}")
         X = train.matrix.astype(np.float32).tocsr()
         X.data[:] = 1.0
-        source = np.zeros(train.n_items, bool)
-        if self.source_medium is None:
-            source[:] = True
-        else:
+        source = np.ones(train.n_items, bool)
+        if self.source_medium is not None:
             if train.item_medium is None:
                 raise ValueError("usersvd: source_medium given but the data has no item media")
             source = np.asarray(train.item_medium) == self.source_medium
@@ -88,7 +86,7 @@ class UserSVDRecommender(Recommender, VectorModel):
 
     def _rows(self, Z: np.ndarray) -> np.ndarray:
         """User points (n, rank) -> user vectors [z / max score, pop_weight]."""
-        top = (Z @ self.audience_.T).max(axis=1, initial=0.0) if len(Z) else np.zeros(0)
+        top = (Z @ self.audience_.T).max(axis=1, initial=0.0)
         Z = np.divide(Z, top[:, None], out=Z.copy(), where=top[:, None] > 0)
         return np.hstack([Z, np.full((len(Z), 1), self.pop_weight, np.float32)]
                          ).astype(np.float32)
