@@ -159,14 +159,19 @@ def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
     tried = [json.loads(k) for k in model.collab_tuning_]
     assert sorted({(t["kind"], t.get("source_medium")) for t in tried if t["kind"] == "usersvd"},
                   key=str) == [("usersvd", "book"), ("usersvd", "music"), ("usersvd", None)]
+    assert {t["ridge_weight"] for t in tried if t["kind"] == "usersvd"} == {0.0, 0.1, 1.0}
     assert len([t for t in tried if t["kind"] == "als"]) == 2     # no content: regularisation
     best = max(model.collab_tuning_, key=model.collab_tuning_.get)
     assert json.loads(best) == model.collab_settings_
-    # force the cross-media channel: it is usersvd's score, folded in like the training rows
-    forced = FusionRecommender(**{**QUICK, "collab_factors": 3}, collab_kind="usersvd",
+    # force the cross-media channel (with its ridge term): it is usersvd's score, folded in
+    # like the training rows, and saved
+    forced = FusionRecommender(**{**QUICK, "collab_factors": 3, "collab_ridge": 2.0},
+                               collab_kind="usersvd",
                                collab_source_medium="book", collab_pop_weight=0.1,
+                               collab_ridge_weight=0.5,
                                collab_tune=False, collab_weight=1.0).fit(train)
-    ref = UserSVDRecommender(factors=3, source_medium="book", pop_weight=0.1).fit(train)
+    ref = UserSVDRecommender(factors=3, source_medium="book", pop_weight=0.1,
+                             ridge_weight=0.5, ridge=2.0).fit(train)
     W, u = forced.tower_width_, np.arange(44)
     channel = forced.user_vectors_[u, W:] @ forced.item_vectors_[:, W:].T
     np.testing.assert_allclose(channel, forced.collab_scale_ * ref.score(u), rtol=1e-4,
@@ -178,6 +183,7 @@ def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
     np.testing.assert_array_equal(back.user_vectors(hist[40:]), forced.user_vectors(hist[40:]))
     assert forced.refit_params()["collab_kind"] == "usersvd"
     assert forced.refit_params()["collab_source_medium"] == "book"
+    assert forced.refit_params()["collab_ridge_weight"] == 0.5
     with pytest.raises(ValueError, match="collab_kind"):
         FusionRecommender(**QUICK, collab_kind="knn").fit(train)
 

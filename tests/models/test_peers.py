@@ -166,8 +166,30 @@ def test_usersvd_at_full_rank_is_userknn_with_every_user_a_neighbour():
                                np.tile(0.2 * df / df.max(), (2, 1)), rtol=1e-5, atol=1e-6)
 
 
+def test_usersvd_ridge_term_at_full_rank_is_the_dual_ridge_map():
+    """W = Qᵀ(QQᵀ + λI)⁻¹Xₜ from the book rows to the music items, each term normalised."""
+    train = _cross_media()
+    model = build_model("usersvd", factors=50, source_medium="book", pop_weight=0.0,
+                        ridge_weight=0.5, ridge=2.0).fit(train)
+    X = train.matrix.toarray().astype(np.float64)
+    idf = np.where(np.arange(20) < 10, np.log(44 / np.maximum(X.sum(0), 1)), 0.0)
+    Q = X * idf
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True)
+    Xt = X * (np.arange(20) >= 10)                                # music columns only
+    ridge = Q @ Q.T @ np.linalg.solve(Q @ Q.T + 2.0 * np.eye(44), Xt)
+    votes = (Q @ Q.T) @ X
+    expected = (votes / votes.max(1, keepdims=True)
+                + 0.5 * ridge / ridge.max(1, keepdims=True))
+    np.testing.assert_allclose(model.score(np.arange(44)), expected, rtol=1e-4, atol=1e-5)
+    hist = [np.flatnonzero(X[u]) for u in (3, 40)]                 # fold-in: the same rows
+    np.testing.assert_allclose(model.user_vectors(hist), model.user_rows_[[3, 40]],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_usersvd_explains_bad_settings():
     with pytest.raises(ValueError, match="no items of medium 'video'"):
         build_model("usersvd", source_medium="video").fit(_cross_media())
     with pytest.raises(ValueError, match="factors must be >= 1"):
         build_model("usersvd", factors=0).fit(_cross_media())
+    with pytest.raises(ValueError, match="ridge > 0"):
+        build_model("usersvd", ridge_weight=0.1, ridge=0.0).fit(_cross_media())

@@ -69,7 +69,9 @@ channel's (on Douban P3 the towers scored 0.0857 on valid and 0.0584 on test).
 On data of several media (``item_medium``) the tuning also tries the cross-media channel
 ``collab_kind="usersvd"`` (:mod:`crossrec.models.usersvd`: user-kNN with every user a neighbour,
 in ``collab_factors`` dimensions; source medium None or each medium, popularity weight 0.1 or
-0.3, as set by ``collab_source_medium`` and ``collab_pop_weight`` otherwise), which carries a
+0.3, its ridge term off or on (``USERSVD_RIDGES``); as set by ``collab_source_medium``,
+``collab_pop_weight``, ``collab_ridge_weight`` (default 0: off) and ``collab_ridge`` (its λ)
+otherwise), which carries a
 user's taste from one medium to another where ALS factors do not (Douban books -> music). A
 history is folded into it without a refit; it places no new items (their channel part is 0).
 
@@ -132,6 +134,9 @@ LOSSES = ("softmax", "bpr")
 COLLAB_KINDS = ("als", "usersvd")
 USERSVD_POP_WEIGHTS = (0.1, 0.3)
 """The popularity weights the ``usersvd`` channel is tuned over (``userknn``'s grid)."""
+USERSVD_RIDGES = ((0.0, 10.0), (0.1, 10.0), (0.1, 100.0), (1.0, 10.0), (1.0, 100.0))
+"""(ridge_weight, ridge) of the ``usersvd`` channel's ridge term tuned over (``usersvd``'s
+grid; weight 0: no ridge term)."""
 COLLAB_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 """Weights of the collaborative channel (relative to the towers' score scale) tried on valid; up
 to 64, where the channel all but decides the ranking (P2 valid chose the then largest weight, 4)."""
@@ -343,7 +348,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  collab_weight: float | None = None, collab_factors: int = 64,
                  collab_regularization: float = 10.0, collab_ridge: float = 3.0,
                  collab_pop_weight: float = 0.03, collab_kind: str = "als",
-                 collab_source_medium: str | None = None, collab_tune: bool = True,
+                 collab_source_medium: str | None = None, collab_ridge_weight: float = 0.0,
+                 collab_tune: bool = True,
                  collab_holdout: float = 0.5,
                  bf16: bool | None = None, threads: int = 1,
                  checkpoint_dir: str | None = None, log_path: str | None = None,
@@ -399,6 +405,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.collab_pop_weight = collab_pop_weight
         self.collab_kind = collab_kind
         self.collab_source_medium = collab_source_medium
+        self.collab_ridge_weight = collab_ridge_weight
         self.collab_tune = collab_tune
         self.collab_holdout = collab_holdout
         self.bf16 = bf16
@@ -520,7 +527,9 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             given.update(regularization=float(self.collab_regularization),
                          ridge=float(self.collab_ridge))
         else:
-            given["source_medium"] = self.collab_source_medium
+            given.update(source_medium=self.collab_source_medium,
+                         ridge_weight=float(self.collab_ridge_weight),
+                         ridge=float(self.collab_ridge))
         saved = getattr(self, "collab_settings_", None)
         return dict({"kind": "als", **saved} if saved else given)   # saved before kinds: als
 
@@ -532,13 +541,16 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         if settings.pop("kind") == "usersvd":
             return UserSVDRecommender(factors=int(self.collab_factors), seed=int(self.seed),
                                       source_medium=settings["source_medium"],
-                                      pop_weight=float(settings["pop_weight"]))
+                                      pop_weight=float(settings["pop_weight"]),
+                                      ridge_weight=float(settings.get("ridge_weight", 0.0)),
+                                      ridge=float(settings.get("ridge", 10.0)))
         return CB2CFRecommender(factors=int(self.collab_factors), seed=int(self.seed),
                                 **{k: float(v) for k, v in settings.items()})
 
     def _collab_candidates(self, train: TrainData, given: dict[str, Any]) -> list[dict]:
         """The channel settings tuned over: ``cb2cf``'s grid (the regularisation alone without
-        content); on data of several media also usersvd's sources and popularity weights."""
+        content); on data of several media also usersvd's sources, popularity weights and
+        ridge terms."""
         from crossrec.models.cb2cf import CB2CFRecommender
 
         grid = dict(CB2CFRecommender.param_grid)
@@ -550,8 +562,10 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         out = [{**als, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
         media = sorted(set(train.item_medium)) if train.item_medium is not None else []
         if len(media) > 1:
-            out += [{"kind": "usersvd", "source_medium": source, "pop_weight": pw}
-                    for source in [None, *media] for pw in USERSVD_POP_WEIGHTS]
+            out += [{"kind": "usersvd", "source_medium": source, "pop_weight": pw,
+                     "ridge_weight": rw, "ridge": lam}
+                    for source in [None, *media] for pw in USERSVD_POP_WEIGHTS
+                    for rw, lam in USERSVD_RIDGES]
         return out
 
     def _channel(self, train: TrainData, settings: dict[str, Any]):
