@@ -133,15 +133,35 @@ def test_early_stopping_on_valid_and_refit_epochs(data):
     log = model.train_log_[0]
     assert 0 <= log["best_epoch"] < 12 and log["best_valid"] > 0.3
     assert model.refit_params() == {"epochs": log["best_epoch"] + 1}
+    # an ensemble's refit trains each member to its own best epoch
+    two = FusionRecommender(**{**FAST, "epochs": 12, "patience": 2, "ensemble": 2}).fit(data,
+                                                                                        valid)
+    best = [r["best_epoch"] + 1 for r in two.train_log_]
+    assert len(set(best)) == 2                     # (seeded) the members peaked apart
+    assert two.refit_params() == {"epochs": max(best), "member_epochs": best}
+    refit = FusionRecommender(**{**FAST, "ensemble": 2, **two.refit_params()}).fit(data)
+    assert [r["epochs_run"] for r in refit.train_log_] == best
+    with pytest.raises(ValueError, match="member_epochs must give each of the 2"):
+        FusionRecommender(**{**FAST, "ensemble": 2, "member_epochs": [3]}).fit(data)
 
 
-def test_ensemble_averages_the_members_scores(data):
+def test_ensemble_averages_the_members_scores_on_one_scale(data):
     one = FusionRecommender(**FAST).fit(data)
     two = FusionRecommender(**{**FAST, "seed": 1}).fit(data)
     both = FusionRecommender(**{**FAST, "ensemble": 2}).fit(data)
     users = np.arange(N_USERS)
     assert both.item_vectors().shape == (N_ITEMS, 2 * (FAST["dim"] + 1))
-    np.testing.assert_allclose(both.score(users), (one.score(users) + two.score(users)) / 2,
+    s1, s2 = one.score(users), two.score(users)
+    # each member divided by its spread (mean over users of the std over items; all 60 users
+    # are sampled), times the geometric mean spread
+    d1, d2 = s1.std(axis=1).mean(), s2.std(axis=1).mean()
+    expected = np.sqrt(d1 * d2) * (s1 / d1 + s2 / d2) / 2
+    np.testing.assert_allclose(both.score(users), expected, rtol=1e-4, atol=1e-5)
+    assert both.tower_config_["weights"] == pytest.approx([np.sqrt(d2 / d1) / 2,
+                                                           np.sqrt(d1 / d2) / 2], rel=1e-4)
+    # the fold-in weighs the members alike: a history gets its training user's row
+    hist = histories_from(data.interactions, N_USERS)
+    np.testing.assert_allclose(both.user_vectors(hist[:5]), both.user_vectors_[:5],
                                rtol=1e-4, atol=1e-5)
 
 
@@ -175,7 +195,7 @@ def test_lora_tunes_only_the_adapters(data):
 
     model = FusionRecommender(**{**FAST, "epochs": 2, "lm": "lora", "lm_batch": 4,
                                  "lm_max_length": 16, "lm_lr": 1e-2})
-    run = _FusionFit(model, data, None, seed=0)
+    run = _FusionFit(model, data, None, seed=0, epochs=2)
     run.run()
     base = AutoModel.from_pretrained(str(SentenceTransformerEncoder._resolve(None)[1]),
                                      local_files_only=True).state_dict()

@@ -93,7 +93,10 @@ MiniLM's revision is checked when it is rebuilt): ``reads_text`` is True and
 Regularisation: weight decay, dropout, modality dropout (each present modality of an item is
 hidden with probability ``modality_dropout``, one always kept), id dropout, FGM adversarial
 perturbation of the id embeddings (``fgm_epsilon``), early stopping on valid NDCG@20,
-``ensemble`` seeds whose scores are averaged (their vectors concatenated).
+``ensemble`` seeds whose scores are averaged (their vectors concatenated), each member's score
+divided by its spread over the items first, so that members trained to different scales count
+alike (``tower_config_["weights"]``); a refit trains each member to its own best valid epoch
+(``member_epochs``).
 
 Language-model tuning (``lm``): "frozen" uses the cached ``text`` features; "lora", "ia3"
 (through ``peft``) and "full" re-encode item text (``TrainData.item_text``) through MiniLM inside
@@ -344,7 +347,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  fgm_epsilon: float = 0.0, user_id: bool = False, features: str | None = None,
                  lm: str = "frozen", lm_max_length: int = 32, lm_batch: int = 32,
                  lm_lr: float = 5e-5, lora_r: int = 8, text_field_dropout: float = 0.0,
-                 ensemble: int = 1, input_dim: int = 256, collab: bool = True,
+                 ensemble: int = 1, member_epochs: list[int] | None = None,
+                 input_dim: int = 256, collab: bool = True,
                  collab_weight: float | None = None, collab_factors: int = 64,
                  collab_regularization: float = 10.0, collab_ridge: float = 3.0,
                  collab_pop_weight: float = 0.03, collab_kind: str = "als",
@@ -396,6 +400,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.lora_r = lora_r
         self.text_field_dropout = text_field_dropout
         self.ensemble = ensemble
+        self.member_epochs = member_epochs
         self.input_dim = input_dim
         self.collab = collab
         self.collab_weight = collab_weight
@@ -433,6 +438,12 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                      "max_targets", "input_dim"):
             if int(getattr(self, attr)) < 1:
                 raise ValueError(f"crossrec: {attr} must be >= 1, got {getattr(self, attr)}")
+        if self.member_epochs is not None and (
+                len(self.member_epochs) != int(self.ensemble)
+                or min(int(e) for e in self.member_epochs) < 1):
+            raise ValueError(f"crossrec: member_epochs must give each of the {self.ensemble} "
+                             f"ensemble members a number of epochs >= 1, got "
+                             f"{self.member_epochs}")
         if self.collab_weight is not None and float(self.collab_weight) < 0:
             raise ValueError(f"crossrec: collab_weight must be >= 0, got {self.collab_weight}")
         if self.dim % self.heads:
@@ -470,13 +481,15 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         stop_on, blend_on = self._valid_parts(valid)
         parts, results = [], []
         for k in range(int(self.ensemble)):
-            part, result = _FusionFit(self, train, stop_on, int(self.seed) + k).run()
+            epochs = int(self.member_epochs[k] if self.member_epochs else self.epochs)
+            part, result = _FusionFit(self, train, stop_on, int(self.seed) + k, epochs).run()
             parts.append(part)
             results.append(result)
-        scale = np.float32(1.0 / len(parts))
+        weights = _member_weights(parts, int(self.seed))
         self.item_vectors_ = np.hstack([p["items"] for p in parts]).astype(np.float32)
-        self.user_vectors_ = np.hstack([scale * p["users"] for p in parts]).astype(np.float32)
-        self.tower_config_ = {"n": len(parts)}
+        self.user_vectors_ = np.hstack([np.float32(w) * p["users"] for w, p in
+                                        zip(weights, parts)]).astype(np.float32)
+        self.tower_config_ = {"n": len(parts), "weights": [float(w) for w in weights]}
         self.tower_states_ = [p["tower"] for p in parts]
         self.item_tower_config_ = parts[0]["item_tower_config"]
         self.item_tower_states_ = [p["item_tower"] for p in parts]
@@ -677,6 +690,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
 
     def refit_params(self) -> dict[str, Any]:
         params = super().refit_params()
+        if len(getattr(self, "train_log_", [])) > 1:     # each member to its best epoch
+            params["member_epochs"] = [int(r["best_epoch"]) + 1 for r in self.train_log_]
         if self.collab:
             params["collab_weight"] = self.collab_weight_
             params.update({f"collab_{k}": v for k, v in self.collab_settings_.items()})
@@ -702,6 +717,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         torch, _ = _nn()
         d = int(self.dim)
         n_parts = int(self.tower_config_["n"])
+        weights = self.tower_config_.get("weights", [1.0 / n_parts] * n_parts)  # saved before
         out = []
         for k in range(n_parts):
             tower = build_user_tower(d, int(self.max_len), int(self.layers), int(self.heads),
@@ -711,7 +727,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             tower.load_state_dict(state)
             tower.eval()
             V = self.item_vectors_[:, k * (d + 1):k * (d + 1) + d]
-            out.append(np.float32(1.0 / n_parts) * _fold_in(
+            out.append(np.float32(weights[k]) * _fold_in(
                 tower, V, histories, int(self.max_len), causal=self.objective == "next"))
         if self.collab:
             out.append(self._collab_user_rows(histories))
@@ -872,6 +888,24 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         return model
 
 
+def _member_weights(parts: list[dict], seed: int, n_users: int = 1024) -> list[float]:
+    """The weight of each ensemble member's score: 1 / n, divided by the member's score spread
+    (the mean over up to ``n_users`` sampled training users of the standard deviation of their
+    scores over the items) and multiplied by the members' geometric mean spread, so members
+    trained to different score scales count alike and the sum keeps their typical scale. One
+    member: weight 1."""
+    if len(parts) == 1:
+        return [1.0]
+    users = parts[0]["users"]
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(users), size=min(n_users, len(users)), replace=False)
+    spread = np.array([float((p["users"][rows] @ p["items"].T).std(axis=1).mean())
+                       for p in parts])
+    spread = np.maximum(spread, 1e-12)
+    typical = float(np.exp(np.log(spread).mean()))
+    return [typical / (len(parts) * s) for s in spread]
+
+
 class _ContentTower:
     """The item tower of one ensemble member without its id parts, rebuilt from saved arrays:
     (n, input dim) feature rows per name plus presence (n, M) -> (n, dim + 1) [v, b]."""
@@ -974,8 +1008,8 @@ class _FusionFit:
     towers, the batch and loss hooks for :func:`crossrec.training.fit`."""
 
     def __init__(self, p: FusionRecommender, train: TrainData, valid: TrainData | None,
-                 seed: int):
-        self.p, self.train, self.valid, self.seed = p, train, valid, seed
+                 seed: int, epochs: int):
+        self.p, self.train, self.valid, self.seed, self.epochs = p, train, valid, seed, epochs
 
     # -- set-up -------------------------------------------------------------------------------
     def _prepare(self):
@@ -1341,7 +1375,7 @@ class _FusionFit:
                 return inner()
 
         config = TrainConfig(
-            epochs=int(p.epochs), lr=float(p.lr), weight_decay=float(p.weight_decay),
+            epochs=int(self.epochs), lr=float(p.lr), weight_decay=float(p.weight_decay),
             accumulate=int(p.accumulate), patience=int(p.patience) if p.patience else None,
             bf16=p.bf16, fgm_epsilon=float(p.fgm_epsilon), threads=int(p.threads),
             seed=self.seed, progress=p.progress,
