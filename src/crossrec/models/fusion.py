@@ -555,8 +555,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             return UserSVDRecommender(factors=int(self.collab_factors), seed=int(self.seed),
                                       source_medium=settings["source_medium"],
                                       pop_weight=float(settings["pop_weight"]),
-                                      ridge_weight=float(settings.get("ridge_weight", 0.0)),
-                                      ridge=float(settings.get("ridge", 10.0)))
+                                      **{k: float(settings[k]) for k in ("ridge_weight", "ridge")
+                                         if k in settings})   # saved before the ridge term: off
         return CB2CFRecommender(factors=int(self.collab_factors), seed=int(self.seed),
                                 **{k: float(v) for k, v in settings.items()})
 

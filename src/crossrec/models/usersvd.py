@@ -97,7 +97,7 @@ class UserSVDRecommender(Recommender, VectorModel):
         rank = max(1, min(int(self.factors), min(Q.shape) - 1))
         U, s, Vt = randomized_svd(Q, rank, random_state=int(self.seed))
         self.basis_ = np.ascontiguousarray((Vt.T * self.idf_[:, None]).astype(np.float32))
-        Z = np.asarray(Q @ Vt.T, dtype=np.float32)                      # (n_users, rank)
+        Z = (U * s).astype(np.float32)                                  # Q V: (n_users, rank)
         blocks = [X.T @ Z]                                              # m_i: the audience
         if self.ridge_weight > 0:                                       # r_i: the ridge map
             other = ~source if self.source_medium is not None else source   # X_t's items
