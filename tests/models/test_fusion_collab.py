@@ -155,7 +155,7 @@ def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
                       for u in users])
     valid = TrainData(Interactions(users, items, np.zeros(len(users))), 44, 20,
                       item_medium=train.item_medium)
-    model = FusionRecommender(**{**QUICK, "collab_factors": 3}).fit(train, valid)
+    model = FusionRecommender(**{**QUICK, "collab_svd_factors": 3}).fit(train, valid)
     tried = [json.loads(k) for k in model.collab_tuning_]
     assert sorted({(t["kind"], t.get("source_medium")) for t in tried if t["kind"] == "usersvd"},
                   key=str) == [("usersvd", "book"), ("usersvd", "music"), ("usersvd", None)]
@@ -165,7 +165,7 @@ def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
     assert json.loads(best) == model.collab_settings_
     # force the cross-media channel (with its ridge term): it is usersvd's score, folded in
     # like the training rows, and saved
-    forced = FusionRecommender(**{**QUICK, "collab_factors": 3, "collab_ridge": 2.0},
+    forced = FusionRecommender(**{**QUICK, "collab_svd_factors": 3, "collab_ridge": 2.0},
                                collab_kind="usersvd",
                                collab_source_medium="book", collab_pop_weight=0.1,
                                collab_ridge_weight=0.5,
@@ -204,6 +204,14 @@ def test_the_channel_is_chosen_on_valid_users_the_towers_did_not_stop_on(data): 
     ndcg = ndcg_callback(lambda users: towers[users], data.matrix, blend_on.matrix,
                          candidates=valid.candidates)()
     assert model.collab_valid_["0.0"] == pytest.approx(ndcg, abs=1e-9)
+    # the channel's own settings do not involve the towers: they are scored on every valid user
+    tuned = FusionRecommender(**QUICK).fit(data, valid)
+    assert len(tuned.collab_tuning_) > 1
+    for key, score in tuned.collab_tuning_.items():
+        fitted = tuned._channel(data, json.loads(key))
+        alone = ndcg_callback(lambda users, f=fitted: f[1][users] @ f[0].T, data.matrix,
+                              valid.matrix, candidates=valid.candidates)()
+        assert score == pytest.approx(alone, abs=1e-9)
     everyone = FusionRecommender(**QUICK, collab_tune=False, collab_holdout=0.0).fit(data, valid)
     assert not hasattr(everyone, "collab_valid_users_")
     with pytest.raises(ValueError, match=r"collab_holdout must be in \[0, 1\)"):

@@ -61,14 +61,15 @@ channel by the ALS least-squares step, a new item placed by the ridge map. With 
 weight: ``cb2cf``'s grid; the regularisation alone without content) are first chosen on valid
 NDCG@20 of the channel alone, as ``cb2cf`` is tuned; ``collab_regularization``,
 ``collab_ridge`` and ``collab_pop_weight`` are the settings used otherwise. The refit carries
-the chosen settings and weight. Settings and weight are chosen on a seeded share of the valid
-users (``collab_holdout``, half by default; 0: all of them) that the towers do not stop early
-on: choosing the towers' epoch on the same users inflates their valid score against the
-channel's (on Douban P3 the towers scored 0.0857 on valid and 0.0584 on test).
+the chosen settings and weight. The weight is chosen on a seeded share of the valid users
+(``collab_holdout``, half by default; 0: all of them) that the towers do not stop early on:
+choosing the towers' epoch on the same users inflates their valid score against the channel's
+(on Douban P3 the towers scored 0.0857 on valid and 0.0584 on test). The channel's settings,
+which do not involve the towers, are chosen on all the valid users.
 
 On data of several media (``item_medium``) the tuning also tries the cross-media channel
 ``collab_kind="usersvd"`` (:mod:`crossrec.models.usersvd`: user-kNN with every user a neighbour,
-in ``collab_factors`` dimensions; source medium None or each medium, popularity weight 0.1 or
+in ``collab_svd_factors`` dimensions, 128 as ``usersvd``'s own; source medium None or each medium, popularity weight 0.1 or
 0.3, its ridge term off or on (``USERSVD_RIDGES``); as set by ``collab_source_medium``,
 ``collab_pop_weight``, ``collab_ridge_weight`` (default 0: off) and ``collab_ridge`` (its λ)
 otherwise), which carries a
@@ -353,7 +354,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  collab_regularization: float = 10.0, collab_ridge: float = 3.0,
                  collab_pop_weight: float = 0.03, collab_kind: str = "als",
                  collab_source_medium: str | None = None, collab_ridge_weight: float = 0.0,
-                 collab_tune: bool = True,
+                 collab_svd_factors: int = 128, collab_tune: bool = True,
                  collab_holdout: float = 0.5,
                  bf16: bool | None = None, threads: int = 1,
                  checkpoint_dir: str | None = None, log_path: str | None = None,
@@ -411,6 +412,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.collab_kind = collab_kind
         self.collab_source_medium = collab_source_medium
         self.collab_ridge_weight = collab_ridge_weight
+        self.collab_svd_factors = collab_svd_factors
         self.collab_tune = collab_tune
         self.collab_holdout = collab_holdout
         self.bf16 = bf16
@@ -435,7 +437,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                 raise ValueError(f"crossrec: {attr} must be in [0, 1{']' if limit == 1 else ')'}"
                                  f", got {getattr(self, attr)}")
         for attr in ("dim", "max_len", "layers", "heads", "batch_size", "epochs", "ensemble",
-                     "max_targets", "input_dim"):
+                     "max_targets", "input_dim", "collab_factors", "collab_svd_factors"):
             if int(getattr(self, attr)) < 1:
                 raise ValueError(f"crossrec: {attr} must be >= 1, got {getattr(self, attr)}")
         if self.member_epochs is not None and (
@@ -505,7 +507,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                            for r in results]
         self.tower_width_ = int(self.item_vectors_.shape[1])
         if self.collab:
-            self._fit_collab(train, blend_on)
+            self._fit_collab(train, blend_on, valid)
         return self
 
     def _valid_parts(self, valid: TrainData | None) -> tuple[TrainData | None, TrainData | None]:
@@ -552,7 +554,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
 
         settings = dict(settings or self._collab_settings())
         if settings.pop("kind") == "usersvd":
-            return UserSVDRecommender(factors=int(self.collab_factors), seed=int(self.seed),
+            return UserSVDRecommender(factors=int(self.collab_svd_factors), seed=int(self.seed),
                                       source_medium=settings["source_medium"],
                                       pop_weight=float(settings["pop_weight"]),
                                       **{k: float(settings[k]) for k in ("ridge_weight", "ridge")
@@ -602,16 +604,21 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                 np.hstack([als.user_factors_, np.ones((train.n_users, 1), np.float32)]),
                 None, {}, {})
 
-    def _fit_collab(self, train: TrainData, valid: TrainData | None) -> None:
-        """Fit the channel (its settings chosen on valid over ``cb2cf``'s grid with
-        ``collab_tune``), put it on the towers' scale, choose its weight on valid, and append
-        it to the item and user vectors (see the module doc)."""
+    def _fit_collab(self, train: TrainData, valid: TrainData | None,
+                    tune_on: TrainData | None = None) -> None:
+        """Fit the channel (its settings chosen over ``cb2cf``'s grid with ``collab_tune`` on
+        ``tune_on``, by default ``valid``), put it on the towers' scale, choose its weight on
+        ``valid``, and append it to the item and user vectors (see the module doc). ``fit``
+        gives all the valid users as ``tune_on`` and the blend share as ``valid``: the channel
+        alone does not depend on the towers' early stopping, so its settings may use every
+        valid user; only the weight needs users the towers were not selected on."""
         from crossrec.training import ndcg_callback
 
         self.__dict__.pop("collab_settings_", None)
         given = self._collab_settings()
         candidates = [given]
-        if self.collab_tune and valid is not None:
+        tune_on = valid if tune_on is None else tune_on
+        if self.collab_tune and tune_on is not None:
             candidates = self._collab_candidates(train, given)
         best, tuned = -np.inf, {}
         for settings in candidates:
@@ -619,7 +626,8 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             score = 0.0
             if len(candidates) > 1:                  # the channel alone, on valid
                 score = ndcg_callback(lambda users, f=fitted: f[1][users] @ f[0].T,
-                                      train.matrix, valid.matrix, candidates=valid.candidates)()
+                                      train.matrix, tune_on.matrix,
+                                      candidates=tune_on.candidates)()
                 tuned[json.dumps(settings, sort_keys=True)] = score
             if score > best:
                 best, channel, self.collab_settings_ = score, fitted, dict(settings)
