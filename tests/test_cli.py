@@ -48,6 +48,33 @@ def test_result_json_has_every_field_protocol_md_asks_for(evaluated):
     assert (evaluated / "res" / "ndcg20.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _rescored(split, run_file):
+    """NDCG@20 of a run file by pytrec_eval over the split's test users."""
+    import pytrec_eval
+
+    cand = {r["item_id"] for r in _read_tsv(split / "items.tsv") if r["cand_test"] == "1"}
+    qrels = {}
+    for r in _read_tsv(split / "test.tsv"):
+        if r["item_id"] in cand:
+            qrels.setdefault(r["user_id"], {})[r["item_id"]] = 1
+    run = {}
+    for r in _read_tsv(run_file):
+        run.setdefault(r["user_id"], {})[r["item_id"]] = -int(r["rank"])
+    top20 = {u: dict(sorted(v.items(), key=lambda x: -x[1])[:20]) for u, v in run.items()}
+    res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_20"}).evaluate(top20)
+    return float(np.mean([v["ndcg_cut_20"] for v in res.values()]))
+
+
+def test_each_seed_of_a_stochastic_model_is_exported_and_rescores_to_its_figure(evaluated):
+    runs, res = evaluated / "runs", json.loads((evaluated / "res" / "als.json").read_text())
+    assert (runs / "als.tsv").read_text() == (runs / "als.seed0.tsv").read_text()
+    per_seed = [_rescored(evaluated / "split", runs / f"als.seed{s}.tsv") for s in (0, 1)]
+    for s, score in zip((0, 1), per_seed):
+        assert score == pytest.approx(res["test_per_seed"][str(s)]["ndcg@20"], abs=1e-9)
+    assert np.mean(per_seed) == pytest.approx(res["test"]["ndcg@20"]["mean"], abs=1e-9)
+    assert not list(runs.glob("pop.seed*.tsv"))                 # one seed: one run file
+
+
 def test_exported_run_rescores_to_the_reported_figure(evaluated):
     """pytrec_eval on (split folder, run file) gives the NDCG@20 the JSON reports."""
     import pytrec_eval

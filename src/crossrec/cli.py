@@ -89,9 +89,14 @@ def cmd_evaluate(args) -> int:
         s = res.summary["ndcg@20"]
         log.info("%s: test ndcg@20 %.4f ± %.4f (%.1fs with tuning)", name, s["mean"], s["std"],
                  time.perf_counter() - t0)
-        if cfg.export_runs:
+        if cfg.export_runs:                  # the first seed's, and each seed's if several
             path = write_run(res.test[res.seeds[0]], split, cfg.export_runs / f"{name}.tsv")
             log.info("wrote run %s", path)
+            if len(res.seeds) > 1:
+                for seed in res.seeds:
+                    write_run(res.test[seed], split, cfg.export_runs / f"{name}.seed{seed}.tsv")
+                log.info("wrote runs %s.seed{%s}.tsv", cfg.export_runs / name,
+                         ",".join(map(str, res.seeds)))
     report = write_report(results, cfg.out, protocol, dataset.name, stats)
     print(format_table(results))
     print(f"report: {report}")
