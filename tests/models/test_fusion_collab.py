@@ -186,6 +186,8 @@ def test_on_several_media_the_tuning_also_tries_the_usersvd_channel(tmp_path):
     assert forced.refit_params()["collab_ridge_weight"] == 0.5
     with pytest.raises(ValueError, match="collab_kind"):
         FusionRecommender(**QUICK, collab_kind="knn").fit(train)
+    with pytest.raises(ValueError, match="collab_svd_factors must be >= 1, got 0"):
+        FusionRecommender(**QUICK, collab_svd_factors=0).fit(train)
 
 
 def test_the_channel_is_chosen_on_valid_users_the_towers_did_not_stop_on(data):  # noqa: F811

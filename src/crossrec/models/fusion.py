@@ -69,12 +69,12 @@ which do not involve the towers, are chosen on all the valid users.
 
 On data of several media (``item_medium``) the tuning also tries the cross-media channel
 ``collab_kind="usersvd"`` (:mod:`crossrec.models.usersvd`: user-kNN with every user a neighbour,
-in ``collab_svd_factors`` dimensions, 128 as ``usersvd``'s own; source medium None or each medium, popularity weight 0.1 or
-0.3, its ridge term off or on (``USERSVD_RIDGES``); as set by ``collab_source_medium``,
-``collab_pop_weight``, ``collab_ridge_weight`` (default 0: off) and ``collab_ridge`` (its λ)
-otherwise), which carries a
-user's taste from one medium to another where ALS factors do not (Douban books -> music). A
-history is folded into it without a refit; it places no new items (their channel part is 0).
+in ``collab_svd_factors`` dimensions, 128 as ``usersvd``'s own; source medium None or each
+medium, popularity weight 0.1 or 0.3, its ridge term off or on (``USERSVD_RIDGES``); as set by
+``collab_source_medium``, ``collab_pop_weight``, ``collab_ridge_weight`` (default 0: off) and
+``collab_ridge`` (its λ) otherwise), which carries a user's taste from one medium to another
+where ALS factors do not (Douban books -> music). A history is folded into it without a refit;
+it places no new items (their channel part is 0).
 
 Features wider than ``input_dim`` (TF-IDF, image vectors) are first reduced by a truncated SVD
 over the catalog (unsupervised; every row, the catalog's too, is projected as ``x @ Vt.T``),
