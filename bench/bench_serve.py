@@ -21,8 +21,8 @@
    thread, 50 keep-alive connections, random users from a Lua script) instead of this
    process's asyncio clients, which cost the two shared cores more; the open loop stays the
    asyncio scheduler above (h2load's ``--rps`` was tried: its 50 connections fire in phase,
-   bursts of 50 requests every 50 ms, not a steady rate). Results go to files with a ``-c``
-   suffix.
+   bursts of 50 requests every 50 ms, not a steady rate). Files with wrk's closed loops get a
+   ``-c`` suffix.
 2. Events: 50 clients POST one event each per request to SQLite (WAL) and, with --pg-url,
    PostgreSQL; events/s sustained.
    With ``recall``, recall@10 and query time per beam width (HNSW efSearch) or per number of
@@ -517,15 +517,15 @@ def main(argv=None) -> int:
     p.add_argument("--generator", default="python", choices=["python", "c"],
                    help="the closed loops' load: python (asyncio clients in this process, the "
                    "default) or c (Debian's wrk, cheaper on the shared cores); the open loop "
-                   "is always the asyncio scheduler; results of c go to files with a -c "
+                   "is always the asyncio scheduler; files with wrk's closed loops get a -c "
                    "suffix")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
     global ALL_MEDIA, BIG_INDEX
     ALL_MEDIA = args.all_media
     BIG_INDEX = args.index
-    suffix = ("" if args.index == "ivf" else f"-{args.index}") + \
-        ("-c" if args.generator == "c" else "")
+    suffix = "" if args.index == "ivf" else f"-{args.index}"
+    closed = suffix + ("-c" if args.generator == "c" else "")   # files with wrk's closed loops
     gen = {"generator": args.generator}
     args.work.mkdir(parents=True, exist_ok=True)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -537,22 +537,22 @@ def main(argv=None) -> int:
     if "recs" in parts:
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
                                      args.work, **gen)
-        (OUT / f"recommendations{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"recommendations{closed}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "latency" in parts:         # one client: the latency of a request without queueing
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")],
                                      args.latency_duration, args.work, clients=1, **gen)
-        (OUT / f"latency-1-client{suffix}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
+        (OUT / f"latency-1-client{closed}.json").write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "open" in parts:            # open loop at a fixed offered rate
         rows = bench_recommendations([int(s) for s in args.sizes.split(",")], args.duration,
-                                     args.work, rate=args.rate, **gen)
+                                     args.work, rate=args.rate)
         (OUT / f"open-loop-{args.rate:g}{suffix}.json").write_text(
             json.dumps({**info, "runs": rows}, indent=2))
     if "workers" in parts:         # 1 and 2 worker processes, one after the other per size
         sizes = [int(s) for s in args.sizes.split(",")]
         rows = bench_recommendations(sizes, args.duration, args.work, workers=(1, 2), **gen)
         opened = bench_recommendations(sizes, args.duration, args.work, rate=args.rate,
-                                       workers=(1, 2), **gen)
-        (OUT / f"workers{suffix}.json").write_text(json.dumps(
+                                       workers=(1, 2))
+        (OUT / f"workers{closed}.json").write_text(json.dumps(
             {**info, "closed_loop": rows, f"open_loop_{args.rate:g}": opened}, indent=2))
     if "recall" in parts:
         rows = bench_recall([int(s) for s in args.sizes.split(",")], args.work)

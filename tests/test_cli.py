@@ -48,21 +48,31 @@ def test_result_json_has_every_field_protocol_md_asks_for(evaluated):
     assert (evaluated / "res" / "ndcg20.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def _rescored(split, run_file):
-    """NDCG@20 of a run file by pytrec_eval over the split's test users."""
-    import pytrec_eval
-
+def _qrels(split):
+    """The split's relevant test items per user (candidates only)."""
     cand = {r["item_id"] for r in _read_tsv(split / "items.tsv") if r["cand_test"] == "1"}
     qrels = {}
     for r in _read_tsv(split / "test.tsv"):
         if r["item_id"] in cand:
             qrels.setdefault(r["user_id"], {})[r["item_id"]] = 1
-    run = {}
-    for r in _read_tsv(run_file):
-        run.setdefault(r["user_id"], {})[r["item_id"]] = -int(r["rank"])
+    return qrels
+
+
+def _ndcg20(qrels, run):
+    """Mean NDCG@20 by pytrec_eval of a run {user: {item: -rank}}."""
+    import pytrec_eval
+
     top20 = {u: dict(sorted(v.items(), key=lambda x: -x[1])[:20]) for u, v in run.items()}
     res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_20"}).evaluate(top20)
     return float(np.mean([v["ndcg_cut_20"] for v in res.values()]))
+
+
+def _rescored(split, run_file):
+    """NDCG@20 of a run file by pytrec_eval over the split's test users."""
+    run = {}
+    for r in _read_tsv(run_file):
+        run.setdefault(r["user_id"], {})[r["item_id"]] = -int(r["rank"])
+    return _ndcg20(_qrels(split), run)
 
 
 def test_each_seed_of_a_stochastic_model_is_exported_and_rescores_to_its_figure(evaluated):
@@ -77,14 +87,8 @@ def test_each_seed_of_a_stochastic_model_is_exported_and_rescores_to_its_figure(
 
 def test_exported_run_rescores_to_the_reported_figure(evaluated):
     """pytrec_eval on (split folder, run file) gives the NDCG@20 the JSON reports."""
-    import pytrec_eval
-
     split = evaluated / "split"
-    cand = {r["item_id"] for r in _read_tsv(split / "items.tsv") if r["cand_test"] == "1"}
-    qrels = {}
-    for r in _read_tsv(split / "test.tsv"):
-        if r["item_id"] in cand:
-            qrels.setdefault(r["user_id"], {})[r["item_id"]] = 1
+    qrels = _qrels(split)
     seen = {(r["user_id"], r["item_id"]) for part in ("train", "valid")
             for r in _read_tsv(split / f"{part}.tsv")}
     for model in ("pop", "itemknn"):
@@ -96,11 +100,8 @@ def test_exported_run_rescores_to_the_reported_figure(evaluated):
             run.setdefault(r["user_id"], {})[r["item_id"]] = -int(r["rank"])
         assert set(run) == set(qrels)
         assert all(len(v) == 100 for v in run.values())
-        top20 = {u: dict(sorted(v.items(), key=lambda x: -x[1])[:20]) for u, v in run.items()}
-        res = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_20"}).evaluate(top20)
         ours = json.loads((evaluated / "res" / f"{model}.json").read_text())["test"]["ndcg@20"]
-        assert np.mean([v["ndcg_cut_20"] for v in res.values()]) == pytest.approx(
-            ours["mean"], abs=1e-9)
+        assert _ndcg20(qrels, run) == pytest.approx(ours["mean"], abs=1e-9)
 
 
 def _bad_folder(tmp_path, text):
