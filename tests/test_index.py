@@ -34,6 +34,8 @@ def test_exact_kinds_match_brute_force_with_and_without_filter(kind):
     assert (np.diff(scores, axis=1) <= 1e-6).all()                  # best first
     ids, _ = index.search(queries, 10, media={"video", "image"})
     np.testing.assert_array_equal(ids, _brute(vectors, queries, 10, np.isin(media, ["video", "image"])))
+    ids, _ = index.search(queries[:1], 10, media={"video"})       # one sub-index: its own answer
+    np.testing.assert_array_equal(ids, _brute(vectors, queries[:1], 10, media == "video"))
     mask = np.zeros(len(vectors), bool)
     mask[::3] = True
     ids, _ = index.search(queries, 10, mask=mask)
@@ -51,6 +53,11 @@ def test_padding_unknown_medium_and_ids_after_add():
     assert np.isneginf(scores[:, 30:]).all()
     assert set(ids[0, :30]) == set(range(20)) | set(range(100, 110))
     assert (index.search(queries, 5, media={"podcast"})[0] == -1).all()
+    n_audio = int((media == "audio").sum())
+    ids, scores = index.search(queries[:1], 50, media={"audio"})   # one sub-index, padded
+    assert ids.shape == scores.shape == (1, 50) and ids.dtype == np.int64
+    assert set(ids[0, :n_audio]) == {i if i < 20 else i + 80 for i in np.flatnonzero(media == "audio")}
+    assert (ids[0, n_audio:] == -1).all() and np.isneginf(scores[0, n_audio:]).all()
     with pytest.raises(ValueError, match="already in the index"):
         index.add(vectors[:1], ids=[3])
     with pytest.raises(ValueError, match="dim 16"):

@@ -128,12 +128,11 @@ class _Part:
         """((n, k) global ids or -1, (n, k) scores or -inf)."""
         n = len(queries)
         k_eff = min(k, len(self.ids))
-        ids = np.full((n, k), -1, np.int64)
-        scores = np.full((n, k), -np.inf, np.float32)
         if k_eff == 0:
-            return ids, scores
+            return np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
         if self.faiss is None:
             pos, s = _topk(queries @ self.matrix.T, k_eff)
+            s = s.astype(np.float32, copy=False)
         else:
             if self.kind == "hnsw":
                 self.faiss.hnsw.efSearch = max(self.ef_search, k_eff)
@@ -141,6 +140,10 @@ class _Part:
                 self.faiss.nprobe = self.nprobe
             s, pos = self.faiss.search(queries, k_eff)
         ok = pos >= 0
+        if k_eff == k and ok.all():              # every row full (the usual case): no padding
+            return self.ids[pos], s
+        ids = np.full((n, k), -1, np.int64)
+        scores = np.full((n, k), -np.inf, np.float32)
         ids[:, :k_eff] = np.where(ok, self.ids[np.maximum(pos, 0)], -1)
         scores[:, :k_eff] = np.where(ok, s, -np.inf)
         return ids, scores
@@ -265,6 +268,8 @@ class Index:
             mask = np.asarray(mask, bool)
         if media is None and self._all is not None and len(self.parts) > 1:
             wanted = {"*": self._all}
+        if len(wanted) == 1 and mask is None:     # one sub-index: its answer, sorted and padded
+            return next(iter(wanted.values())).search(queries, k)
         got = [self._search_part(p, queries, k, mask) for p in wanted.values()]
         ids = np.hstack([g[0] for g in got])
         scores = np.hstack([g[1] for g in got])

@@ -347,3 +347,52 @@ def test_items_added_while_others_search_never_break_a_request(client):
     assert errors == []
     assert sum(i["item_id"].startswith("live-") for i in
                client.get("/v1/search", params={"q": "bebop saxophone", "k": 20}).json()["items"]) >= 10
+
+
+HOT_QUERIES = [  # (query string, answered by the hot path)
+    ("", True), ("k=3&media=book", True), ("k=010&explain=false", True),
+    ("exclude_seen=0&explain=Yes", True), ("media=video,%20photo&k=5", True), ("k=3&k=4", True),
+    ("k=0", False), ("k=abc", False), ("k=100000", False), ("k=1.5", False),
+    ("exclude_seen=maybe", False), ("media=nosuch", False), ("media=" + "a" * 501, False),
+]
+
+
+def _hot(app):
+    from crossrec.serve.app import HotRecommendations
+
+    m = app.middleware_stack
+    while not isinstance(m, HotRecommendations):
+        m = m.app
+    return m
+
+
+def test_the_hot_path_answers_exactly_as_the_route(content_artifact, demo_dir, tmp_path):
+    """Every request, valid or not, gets the same status and body with the hot path as through
+    FastAPI's route; the hot path answers the valid ones and leaves every other to the route."""
+    def app(name, hot):
+        return create_app(content_artifact, store_url=f"sqlite:///{tmp_path / name}",
+                          media_root=demo_dir, hot_path=hot)
+
+    hot_app, route_app = app("hot.db", True), app("route.db", False)
+    with TestClient(hot_app) as hot, TestClient(route_app) as route:
+        answered = 0
+        for user in ("u0001", "u0042", "nobody"):
+            for query, fast in HOT_QUERIES:
+                url = f"/v1/users/{user}/recommendations?{query}"
+                a, b = hot.get(url), route.get(url)
+                assert (a.status_code, a.json()) == (b.status_code, b.json()), url
+                answered += fast and user != "nobody"
+                assert _hot(hot_app).answered == answered, url
+        a = hot.get("/v1/users/nobody/recommendations")
+        assert a.status_code == 404 and "unknown user 'nobody'" in a.json()["error"]
+        text = hot.get("/metrics").text
+        assert 'route="/v1/users/{user_id}/recommendations",status="200"} ' in text
+        assert 'route="/v1/users/{user_id}/recommendations",status="404"} ' in text
+
+
+def test_a_non_finite_score_is_refused_not_written_as_null():
+    from crossrec.serve.app import _dumps
+
+    assert _dumps({"items": [{"item_id": "a", "score": 0.5}]}) == b'{"items":[{"item_id":"a","score":0.5}]}'
+    with pytest.raises(ValueError, match="non-finite score nan for item 'a'"):
+        _dumps({"items": [{"item_id": "a", "score": float("nan")}]})

@@ -528,8 +528,9 @@ class Service:
         V = self._rows(positions, loaded)                                 # (k, d)
         contrib = V @ H.T                                                 # (k, h)
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
-        weights = np.take_along_axis(contrib, top, 1).tolist()
+        weights = np.round(contrib[np.arange(len(positions))[:, None], top], 4).tolist()
         blocks = self._blocks(loaded)
+        about: dict[int, dict[str, Any]] = {}          # what is said of each history item once
         out = []
         for row, pos in enumerate(positions):
             why = []
@@ -537,9 +538,12 @@ class Service:
                 if w <= 0:
                     break
                 hp = hist[j]
-                why.append({"reason": "history", "item_id": loaded.item_ids[hp],
-                            "title": self._title(hp, loaded), "medium": loaded.medium[hp],
-                            "weight": round(w, 4),
+                base = about.get(hp)
+                if base is None:
+                    base = about[hp] = {"reason": "history", "item_id": loaded.item_ids[hp],
+                                        "title": self._title(hp, loaded),
+                                        "medium": loaded.medium[hp]}
+                why.append({**base, "weight": w,
                             "modality": "collaborative" if blocks is None
                             else self._modality(pos, hp, loaded, blocks)})
             if likes and (not why or basis == "likes"):
@@ -653,7 +657,9 @@ class Service:
         return {**card, "categories": list(card["categories"]), "media": dict(card["media"])}
 
     def _cached_card(self, pos: int, loaded: Loaded) -> dict[str, Any]:
-        """The static display data of a position, built once per loaded artifact."""
+        """The static display data of a position, built once per loaded artifact (strings and
+        tuples only, so that the cyclic collector, which a million cached cards would stall,
+        does not track them)."""
         card = loaded._cards.get(pos)
         if card is None:
             card = loaded._cards[pos] = self._card(pos, loaded)
@@ -670,12 +676,12 @@ class Service:
             cat: Catalog = loaded.artifact.catalog
             text = {k: str(v[pos]) for k, v in cat.text.items() if v[pos]}
             media = {k: self.media_url(str(v[pos])) for k, v in cat.media.items() if v[pos]}
-            cats = list(cat.categories[pos])
+            cats = cat.categories[pos]
         body = next((text[f] for f in ("description", "text", "plot", "transcript") if f in text),
                     "")
         return {"item_id": loaded.item_ids[pos], "medium": loaded.medium[pos],
                 "title": self._find_title(pos, loaded), "snippet": body[:280],
-                "categories": cats, "media": {k: v for k, v in media.items() if v}}
+                "categories": tuple(cats), "media": tuple((k, v) for k, v in media.items() if v)}
 
     def item(self, item_id: str) -> dict[str, Any]:
         loaded = self.loaded
