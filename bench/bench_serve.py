@@ -59,6 +59,7 @@ MEDIA = np.array(["article", "picture", "audio", "video"], dtype=object)
 HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 128}   # the service's defaults
 ALL_MEDIA = False
 BIG_INDEX = "ivf"                     # the kind above 50k items (the service's "auto": IVF)
+IVF_CODES = "sq8"                     # how IVF lists store vectors (the service's default)
 
 
 # -- synthetic artifacts ----------------------------------------------------------------------
@@ -94,7 +95,7 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
     save_artifact(path, model, ds, inter)
     kind = "exact" if n_items <= 50_000 else BIG_INDEX
     opts = dict(HNSW_OPTIONS) if kind == "hnsw" else \
-        {"all_media": True, "nprobe": 32} if kind == "ivf" else {}      # build_index's "auto"
+        {"all_media": True, "nprobe": 32, "codes": IVF_CODES} if kind == "ivf" else {}  # "auto"
     t1 = time.perf_counter()
     index = build_index(vectors, medium, kind=kind, **opts, **(
         {"all_media": True} if ALL_MEDIA and kind == "hnsw" else {}))
@@ -115,8 +116,11 @@ def make_artifact(path: Path, n_items: int, n_users: int = 10_000, dim: int = 64
 
 
 def artifact_dir(work: Path, n: int) -> Path:
-    """The synthetic artifact of n items (one per index kind above 50k items)."""
-    return work / (f"art-{n}" if n <= 50_000 else f"art-{n}-{BIG_INDEX}")
+    """The synthetic artifact of n items (one per index kind, and IVF codes, above 50k items)."""
+    if n <= 50_000:
+        return work / f"art-{n}"
+    codes = f"-{IVF_CODES}" if BIG_INDEX == "ivf" and IVF_CODES != "flat" else ""
+    return work / f"art-{n}-{BIG_INDEX}{codes}"
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -165,6 +169,16 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 # -- a small keep-alive HTTP/1.1 client (less client overhead than a full library) ------------
 
+def run_loop(coro):
+    """``asyncio.run`` on uvloop (installed with uvicorn[standard]) when there is one: the
+    load generator shares the server's two cores, so its own cost per request counts."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 class Conn:
     def __init__(self, port: int):
         self.port = port
@@ -182,17 +196,15 @@ class Conn:
             head += "Content-Type: application/json\r\n"
         self.writer.write(head.encode() + b"\r\n" + body)
         await self.writer.drain()
-        status_line = await self.reader.readline()
-        if not status_line:
-            raise ConnectionError("closed")
-        status = int(status_line.split()[1])
+        try:                               # the head in one read, not one await per line
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as e:
+            raise ConnectionError("closed") from e
+        status = int(head[9:12])
         length = 0
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
+        at = head.lower().find(b"\r\ncontent-length:")
+        if at >= 0:
+            length = int(head[at + 17:head.index(b"\r\n", at + 2)])
         data = await self.reader.readexactly(length) if length else b""
         return status, data
 
@@ -369,7 +381,7 @@ def bench_recommendations(sizes: list[int], duration: float, work: Path,
             if generator == "c" and rate is None:
                 res = load_wrk(port, meta["n_users"], duration, clients, seed=n)
             else:
-                res = asyncio.run(load(port, request, duration, clients=clients) if rate is None
+                res = run_loop(load(port, request, duration, clients=clients) if rate is None
                                   else load_open(port, request, duration, rate, clients=clients))
         finally:
             stop_server(proc)
@@ -410,7 +422,7 @@ def bench_recall(sizes: list[int], work: Path, efs=(64, 128, 256, 512),
             got = np.vstack([index.search(q[i:i + 1], 10)[0] for i in range(len(q))])
             per_query = (time.perf_counter() - t0) / len(q) * 1000
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, truth)]))
-            row = {"n_items": n, "index": index.kind, name: value,
+            row = {"n_items": n, "index": index.kind, "codes": index.codes, name: value,
                    "recall@10": round(recall, 4), "ms_per_query": round(per_query, 3)}
             if index.kind == "hnsw":
                 row.update(hnsw_m=index.hnsw_m, ef_construction=index.ef_construction)
@@ -435,7 +447,7 @@ def bench_events(stores: dict[str, str], duration: float, work: Path,
         proc = start_server(art, url, port, workers=w)
         prefix = f"{name}-{time.time_ns()}"
         try:
-            res = asyncio.run(load(port, lambda i: ("POST", "/v1/events", _event(i, prefix)),
+            res = run_loop(load(port, lambda i: ("POST", "/v1/events", _event(i, prefix)),
                                    duration))
         finally:
             stop_server(proc)
@@ -475,7 +487,7 @@ def bench_kill9(stores: dict[str, str], work: Path, after_s: float = 6.0) -> lis
             os.kill(proc.pid, signal.SIGKILL)
             return await task
 
-        res = asyncio.run(run())
+        res = run_loop(run())
         proc.wait()
         ids = EventStore(url).event_ids()
         stored = {i for i in ids if i.startswith(prefix)}
@@ -512,6 +524,8 @@ def main(argv=None) -> int:
                    "all-media graph (Index(all_media=True))")
     p.add_argument("--index", default="ivf", choices=["ivf", "hnsw"],
                    help="the index above 50k items (default ivf, the service's auto choice)")
+    p.add_argument("--ivf-codes", default="sq8", choices=["sq8", "flat"],
+                   help="how IVF lists store vectors (sq8, re-ranked exactly: the default)")
     p.add_argument("--rate", type=float, default=1000.0,
                    help="requests/s offered by the open-loop part (default 1000)")
     p.add_argument("--generator", default="python", choices=["python", "c"],
@@ -521,10 +535,11 @@ def main(argv=None) -> int:
                    "suffix")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
-    global ALL_MEDIA, BIG_INDEX
+    global ALL_MEDIA, BIG_INDEX, IVF_CODES
     ALL_MEDIA = args.all_media
-    BIG_INDEX = args.index
-    suffix = "" if args.index == "ivf" else f"-{args.index}"
+    BIG_INDEX, IVF_CODES = args.index, args.ivf_codes
+    suffix = ("" if args.ivf_codes == "sq8" else f"-{args.ivf_codes}") if args.index == "ivf" \
+        else f"-{args.index}"
     closed = suffix + ("-c" if args.generator == "c" else "")   # files with wrk's closed loops
     gen = {"generator": args.generator}
     args.work.mkdir(parents=True, exist_ok=True)

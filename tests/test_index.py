@@ -86,6 +86,24 @@ def test_auto_kind_follows_catalog_size():
         Index(4, kind="annoy")
     with pytest.raises(ValueError, match="nprobe must be >= 1"):
         Index(4, kind="ivf", nprobe=0)
+    with pytest.raises(ValueError, match="unknown IVF codes 'pq'; expected one of sq8, flat"):
+        Index(4, kind="ivf", codes="pq")
+
+
+@pytest.mark.parametrize("codes", ["sq8", "flat"])
+def test_a_trained_ivf_index_loads_back_with_its_codes_and_answers(codes, tmp_path):
+    vectors, media, queries = _clustered(IVF_MIN_ITEMS + 1000, d=16, seed=5)
+    index = build_index(vectors, media, kind="ivf", all_media=True, codes=codes, nprobe=8)
+    back = Index.load(index.save(tmp_path / "idx"))
+    assert back.codes == codes and back.nprobe == 8
+    assert type(back._all.faiss).__name__ == type(index._all.faiss).__name__
+    for filt in (None, {"video"}):
+        a, sa = index.search(queries, 10, media=filt)
+        b, sb = back.search(queries, 10, media=filt)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(sa, sb, rtol=1e-6)
+    if codes == "sq8":             # re-ranked: the scores are exact inner products
+        np.testing.assert_allclose(sa, np.take_along_axis(queries @ vectors.T, a, 1), rtol=1e-5)
 
 
 def test_ivf_lists_grow_with_the_square_root_and_stay_trainable():
@@ -108,7 +126,9 @@ def test_ivf_small_media_are_searched_flat_and_live_items_are_found_after_traini
     media[:500] = "audio"                                   # 500 audio items: a flat part
     index = build_index(vectors, media, kind="ivf")
     assert type(index.parts["audio"].faiss).__name__ == "IndexFlatIP"
-    assert type(index.parts["article"].faiss).__name__ == "IndexIVFFlat"
+    assert type(index.parts["article"].faiss).__name__ == "IndexRefineFlat"   # sq8 + re-rank
+    assert type(build_index(vectors, media, kind="ivf", codes="flat").parts["article"].faiss
+                ).__name__ == "IndexIVFFlat"
     exact = build_index(vectors, media, kind="exact")
     np.testing.assert_array_equal(index.search(queries, 10, media={"audio"})[0],
                                   exact.search(queries, 10, media={"audio"})[0])
@@ -139,11 +159,14 @@ def test_hnsw_recall_at_10_is_at_least_095_at_100k_items():
         assert recall >= 0.95, (filt, recall, build_s)
 
 
-def test_ivf_recall_at_10_is_at_least_095_at_100k_items():
-    """The "auto" kind above 50k items: IVF (2 sqrt(n) lists per medium and over all, nprobe 32)."""
+@pytest.mark.parametrize("codes", ["sq8", "flat"])
+def test_ivf_recall_at_10_is_at_least_095_at_100k_items(codes):
+    """The "auto" kind above 50k items: IVF (2 sqrt(n) lists per medium and over all, nprobe 32),
+    with 8-bit codes re-ranked exactly (the default) or float lists."""
     vectors, media, queries = _clustered(100_000)
-    ivf = build_index(vectors, media)
+    ivf = build_index(vectors, media, codes=codes)
     assert ivf.kind == "ivf" and ivf._all is not None       # one search over every medium
+    assert ivf.codes == codes
     exact = build_index(vectors, media, kind="exact")
     for filt in (None, {"video"}):
         truth, _ = exact.search(queries, 10, media=filt)
