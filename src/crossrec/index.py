@@ -18,8 +18,8 @@ exact post-filter: the sub-indices are asked for more items until k pass it.
 IVF lists hold their vectors as 8-bit scalar-quantised codes by default (``codes="sq8"``), a
 quarter of the bytes a query scans, and the candidates are re-ranked by exact inner products
 (faiss ``IndexRefineFlat``, :data:`REFINE_FACTOR` × k of them): on the serving benchmark's
-clustered vectors the same recall@10 as float lists (0.993 at 100k items, 0.966 against 0.963
-at 1M) in 0.87 and 0.64 × their time, for 1.25 × their memory (codes plus the float copy
+clustered vectors the same recall@10 as float lists (0.993 at 100k items, 0.961 at 1M) in
+0.87 and 0.64 × their time, for 1.25 × their memory (codes plus the float copy
 the re-ranking reads). ``codes="flat"`` keeps float lists (IndexIVFFlat).
 
 Example:
