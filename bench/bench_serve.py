@@ -196,15 +196,15 @@ class Conn:
             head += "Content-Type: application/json\r\n"
         self.writer.write(head.encode() + b"\r\n" + body)
         await self.writer.drain()
-        try:                               # the head in one read, not one await per line
-            head = await self.reader.readuntil(b"\r\n\r\n")
+        try:                               # the answer's head in one read, not one per line
+            answer = await self.reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as e:
             raise ConnectionError("closed") from e
-        status = int(head[9:12])
+        status = int(answer[9:12])
         length = 0
-        at = head.lower().find(b"\r\ncontent-length:")
+        at = answer.lower().find(b"\r\ncontent-length:")
         if at >= 0:
-            length = int(head[at + 17:head.index(b"\r\n", at + 2)])
+            length = int(answer[at + 17:answer.index(b"\r\n", at + 2)])
         data = await self.reader.readexactly(length) if length else b""
         return status, data
 
