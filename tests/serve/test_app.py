@@ -50,6 +50,10 @@ def test_recommendations_are_ranked_filtered_and_explained(client):
     first = body["items"][0]
     assert first["because"][0]["reason"] == "history" and first["because"][0]["item_id"]
     assert first["because"][0]["modality"] in ("text", "image")
+    # a history item is named by its title (read from the catalog: its card was never built)
+    why = first["because"][0]
+    assert why["title"] == client.get(f"/v1/items/{why['item_id']}").json()["title"] != ""
+    assert why["title"] != why["item_id"]
     videos = client.get("/v1/users/u0001/recommendations", params={"k": 5, "media": "video,photo"})
     assert {i["medium"] for i in videos.json()["items"]} <= {"video", "photo"}
     for item in body["items"]:

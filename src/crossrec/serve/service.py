@@ -628,7 +628,11 @@ class Service:
 
     # -- display ------------------------------------------------------------------------------
     def _title(self, pos: int, loaded: Loaded) -> str:
-        return self._cached_card(pos, loaded)["title"]
+        """An item's title: from its cached card, else read (an explanation names history
+        items, most of which are never shown: building their cards cost a 1M-item catalog
+        more than the explanation itself)."""
+        card = loaded._cards.get(pos)
+        return card["title"] if card is not None else self._find_title(pos, loaded)
 
     def _find_title(self, pos: int, loaded: Loaded) -> str:
         if pos >= loaded.n_items:
