@@ -60,6 +60,7 @@ HNSW_OPTIONS = {"hnsw_m": 32, "ef_construction": 80, "ef_search": 128}   # the s
 ALL_MEDIA = False
 BIG_INDEX = "ivf"                     # the kind above 50k items (the service's "auto": IVF)
 IVF_CODES = "sq8"                     # how IVF lists store vectors (the service's default)
+SINGLE_HOST = False                   # `crossrec serve --single-host`: no store notifications
 
 
 # -- synthetic artifacts ----------------------------------------------------------------------
@@ -138,7 +139,8 @@ def start_server(artifact: Path, store: str, port: int, timeout: float = 600,
     log = open(Path(tempfile.gettempdir()) / f"crossrec-bench-{port}.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(artifact),
                              "--host", "127.0.0.1", "--port", str(port), "--store", store,
-                             "--lazy-encoders", "--workers", str(workers)],
+                             "--lazy-encoders", "--workers", str(workers),
+                             *(["--single-host"] if SINGLE_HOST else [])],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline, ready = time.time() + timeout, set()
     while time.time() < deadline:
@@ -526,6 +528,8 @@ def main(argv=None) -> int:
                    help="the index above 50k items (default ivf, the service's auto choice)")
     p.add_argument("--ivf-codes", default="sq8", choices=["sq8", "flat"],
                    help="how IVF lists store vectors (sq8, re-ranked exactly: the default)")
+    p.add_argument("--single-host", action="store_true", help="serve with --single-host (a "
+                   "PostgreSQL store sends no write notifications to other hosts)")
     p.add_argument("--rate", type=float, default=1000.0,
                    help="requests/s offered by the open-loop part (default 1000)")
     p.add_argument("--generator", default="python", choices=["python", "c"],
@@ -535,8 +539,8 @@ def main(argv=None) -> int:
                    "suffix")
     args = p.parse_args(argv)
     HNSW_OPTIONS["ef_search"] = args.ef_search
-    global ALL_MEDIA, BIG_INDEX, IVF_CODES
-    ALL_MEDIA = args.all_media
+    global ALL_MEDIA, BIG_INDEX, IVF_CODES, SINGLE_HOST
+    ALL_MEDIA, SINGLE_HOST = args.all_media, args.single_host
     BIG_INDEX, IVF_CODES = args.index, args.ivf_codes
     suffix = ("" if args.ivf_codes == "sq8" else f"-{args.ivf_codes}") if args.index == "ivf" \
         else f"-{args.index}"
@@ -575,7 +579,8 @@ def main(argv=None) -> int:
     if "events" in parts:
         counts = tuple(int(w) for w in args.event_workers.split(","))
         rows = bench_events(stores, args.event_duration, args.work, workers=counts)
-        name = "events.json" if counts == (1,) else "events-workers.json"
+        name = ("events" if counts == (1,) else "events-workers") + \
+            ("-single-host" if args.single_host else "") + ".json"
         (OUT / name).write_text(json.dumps({**info, "runs": rows}, indent=2))
     if "kill9" in parts:
         rows = bench_kill9(stores, args.work)

@@ -32,6 +32,15 @@ def store_url(request, tmp_path):
     return _fresh_pg(PG_URL)
 
 
+@pytest.fixture
+def pg_url():
+    """The URL of an empty PostgreSQL store (skips without a server)."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need CROSSREC_TEST_PG_URL=postgresql+psycopg://... "
+                    "(.ci/run starts a server and sets it)")
+    return _fresh_pg(PG_URL)
+
+
 # -- a tiny content artifact with fast, deterministic test encoders ---------------------------
 
 import hashlib  # noqa: E402

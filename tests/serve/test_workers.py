@@ -298,3 +298,117 @@ def test_serve_with_two_workers_shares_writes_and_reloads_without_failures(
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+# -- several hosts over one PostgreSQL store ---------------------------------------------------
+
+def _until(check, timeout=10.0):
+    """Poll ``check`` until it is truthy (its value) or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def two_hosts(content_artifact, demo_dir, pg_url):
+    """Two single-process servers over one PostgreSQL store and no shared feed, as on two
+    machines."""
+    apps = [create_app(content_artifact, store_url=pg_url, media_root=demo_dir,
+                       api_keys=[KEY]) for _ in range(2)]
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+        for c in (a, b):
+            assert c.app.state.listener.connected.wait(10)
+        yield a, b
+
+
+def test_a_write_on_one_host_changes_the_next_list_on_another(two_hosts):
+    a, b = two_hosts
+    assert a.app.state.service.feed.folder != b.app.state.service.feed.folder
+    url = "/v1/users/u0005/recommendations?k=10"
+    before = _ids(b.get(url))
+    top = before[0]
+    r = a.post("/v1/events", json={"events": [{"event_id": "h1", "user_id": "u0005",
+                                               "item_id": top, "type": "like"}]})
+    assert r.json()["stored"] == 1
+    after = _until(lambda: (ids := _ids(b.get(url))) != before and ids)
+    assert top not in after and after == _ids(a.get(url))
+    assert _events(b, "u0005") == [(top, 1)] == _events(a, "u0005")
+    r = b.post("/v1/users", json={"user_id": "far-away", "likes": "jazz saxophone"})
+    assert r.status_code == 201, r.text
+    _until(lambda: a.get("/v1/users/far-away/recommendations?k=3").status_code == 200)
+    # each host heard the other's write only: its own came through its own feed
+    assert a.app.state.listener.received == 1 and b.app.state.listener.received == 1
+
+
+def test_the_store_listener_skips_its_own_host_reconnects_and_catches_up(pg_url, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    from crossrec.serve.feed import APPLICATION_NAME, StoreListener
+    from crossrec.serve.store import EventStore
+
+    feed = ChangeFeed.create(tmp_path / "feed")
+    listener = StoreListener(pg_url, feed, retry_s=0.2).start()
+    own, other = EventStore(pg_url, origin=feed.token), EventStore(pg_url, origin="elsewhere")
+    try:
+        assert listener.connected.wait(10)
+        start = feed.changes()
+        assert start == (1, 1, 1)                       # the catch-up bump on connecting
+
+        def event(store, n):
+            assert store.add_events([{"event_id": f"x{n}", "user_id": "u", "item_id": "i",
+                                      "type": "like"}]) == [True]
+
+        event(own, 1)                                   # this host's: skipped
+        event(other, 2)                                 # another's: counted, in commit order
+        _until(lambda: feed.changes()[0] == 2)
+        assert own.add_events([{"event_id": "x2", "user_id": "u", "item_id": "i",
+                                "type": "like"}]) == [False]       # a duplicate: no notice
+        assert other.add_user("someone") and feed.changes()[0] == 2
+        _until(lambda: feed.changes() == (2, 2, 1))
+        assert listener.received == 2
+        engine = create_engine(pg_url)                  # its connection drops ...
+        with engine.begin() as conn:
+            killed = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM "
+                                       "pg_stat_activity WHERE application_name = :n"),
+                                  {"n": APPLICATION_NAME}).scalar_one()
+        engine.dispose()
+        assert killed == 1
+        event(other, 3)                                 # ... a write it cannot hear ...
+        _until(lambda: feed.changes() == (3, 3, 2))     # ... is caught up on reconnecting
+        assert listener.connected.wait(10)
+    finally:
+        listener.stop()
+        own.close()
+        other.close()
+        feed.close()
+    with pytest.raises(ValueError, match="need a PostgreSQL store"):
+        StoreListener(f"sqlite:///{tmp_path / 'x.db'}", feed)
+
+
+def test_one_process_on_sqlite_keeps_no_feed(content_artifact, demo_dir, tmp_path):
+    app = create_app(content_artifact, store_url=f"sqlite:///{tmp_path / 'e.db'}",
+                     media_root=demo_dir)
+    with TestClient(app) as c:
+        assert c.app.state.service.feed is None and c.app.state.listener is None
+
+
+def test_a_single_host_on_postgresql_sends_no_notifications(content_artifact, demo_dir, pg_url):
+    from sqlalchemy import text
+
+    app = create_app(content_artifact, store_url=pg_url, media_root=demo_dir, listen=False)
+    with TestClient(app) as c:
+        svc = c.app.state.service
+        assert svc.feed is None and c.app.state.listener is None and not svc.store.notify
+        with svc.store.engine.connect() as conn:         # a listener of our own hears nothing
+            conn.execute(text("LISTEN crossrec_changes"))
+            conn.commit()
+            r = c.post("/v1/events", json={"events": [{"event_id": "s1", "user_id": "u0001",
+                                                       "item_id": "article-0000",
+                                                       "type": "like"}]})
+            assert r.status_code == 200 and r.json()["stored"] == 1, r.text
+            conn.execute(text("SELECT 1"))
+            assert list(conn.connection.dbapi_connection.notifies(timeout=0.5)) == []

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import time
 from collections.abc import Iterable
@@ -48,7 +49,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossrec.serve import schemas
-from crossrec.serve.feed import ChangeFeed
+from crossrec.serve.feed import ChangeFeed, StoreListener
 from crossrec.serve.service import MAX_K, Service, ServiceError, freeze_heap
 from crossrec.serve.store import EventStore
 
@@ -220,7 +221,8 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
                index_kind: str = "auto", preload_encoders: bool = False,
                max_json_bytes: int = MAX_JSON_BYTES,
                max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               feed_dir: str | None = None, hot_path: bool = True) -> FastAPI:
+               feed_dir: str | None = None, hot_path: bool = True,
+               listen: bool = True) -> FastAPI:
     """The FastAPI app; the artifact is loaded once, when the app starts (lifespan).
 
     Args:
@@ -237,6 +239,10 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             worker processes (None: a single process).
         hot_path: answer plainly valid recommendation requests in :class:`HotRecommendations`
             (False: every request through FastAPI's routing; the same answers, slower).
+        listen: with a PostgreSQL store, tell servers on other hosts of every write, and with
+            no ``feed_dir`` catch up with theirs (a :class:`~crossrec.serve.feed.StoreListener`
+            bumping a feed of this process's own; with ``feed_dir`` the supervising process
+            runs it). False: this host is the store's only writer.
     """
     key_digests = {hash_key(k) for k in api_keys} | {h.lower() for h in api_key_hashes}
     metrics = Metrics()
@@ -244,11 +250,16 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = EventStore(store_url)
         feed = ChangeFeed(feed_dir) if feed_dir else None
-        path = (feed.artifact() if feed else None) or artifact_path
+        own_feed = listener = None
+        if feed is None and listen and store_url.startswith("postgresql"):
+            feed = own_feed = ChangeFeed.create()      # for the other hosts' writes
+        store = EventStore(store_url, origin=feed.token if feed else "", notify=listen)
+        if own_feed is not None:
+            listener = StoreListener(store_url, own_feed).start()
+        path = (feed.artifact() if feed_dir else None) or artifact_path
         service = await asyncio.to_thread(Service, path, store, root, index_kind, feed)
-        app.state.service = service
+        app.state.service, app.state.listener = service, listener
         metrics.set_model(service)
         loop = asyncio.get_running_loop()
 
@@ -263,7 +274,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             loop.create_task(go())
 
         hup, watcher = False, None
-        if feed is None:
+        if not feed_dir:
             try:
                 loop.add_signal_handler(signal.SIGHUP, on_hup)
                 hup = True
@@ -296,8 +307,12 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
             loop.remove_signal_handler(signal.SIGHUP)
         if watcher is not None:
             watcher.cancel()
+        if listener is not None:
+            listener.stop()
         if feed is not None:
             feed.close()
+        if own_feed is not None:
+            shutil.rmtree(own_feed.folder, ignore_errors=True)
         store.close()
 
     app = FastAPI(title="crossrec", version="1", lifespan=lifespan,

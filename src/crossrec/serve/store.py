@@ -14,6 +14,12 @@ An event is acknowledged only after its transaction has committed. SQLite runs i
 event whose ``event_id`` is already stored changes nothing and reports it as a duplicate, so
 clients retry safely.
 
+On PostgreSQL every write also sends a notification on
+:data:`crossrec.serve.feed.CHANNEL` (``pg_notify``, in the write's transaction, so it is
+delivered when the write commits, and not if it rolls back), saying what kind of row it wrote
+and the ``origin`` the store was given: servers on other hosts catch up from it
+(:class:`crossrec.serve.feed.StoreListener`).
+
 Example:
     >>> store = EventStore("sqlite:///events.db")             # or postgresql+psycopg://...
     >>> store.add_events([{"event_id": "e1", "user_id": "u1", "item_id": "i9", "type": "like"}])
@@ -46,8 +52,9 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 EVENT_TYPES = ("view", "click", "like", "dislike", "skip", "play", "rating")
@@ -139,13 +146,21 @@ class EventStore:
         url: a SQLAlchemy URL: ``sqlite:///path.db`` (default ``sqlite:///crossrec-events.db``)
             or ``postgresql+psycopg://user@host:port/db``.
         synchronous: SQLite only, "NORMAL" (survives SIGKILL) or "FULL" (survives power loss).
+        origin: PostgreSQL only, who writes, named in the write notifications (the token of
+            the host's :class:`~crossrec.serve.feed.ChangeFeed`, whose listener skips them).
+        notify: PostgreSQL only, send the notifications (False: no other host listens; on
+            the serving benchmark they cost about 18% of the events/s).
     """
 
-    def __init__(self, url: str = "sqlite:///crossrec-events.db", synchronous: str = "NORMAL"):
+    def __init__(self, url: str = "sqlite:///crossrec-events.db", synchronous: str = "NORMAL",
+                 origin: str = "", notify: bool = True):
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
-        self.url = url
+        if " " in origin:
+            raise ValueError(f"origin must not contain spaces, got {origin!r}")
+        self.url, self.origin = url, origin
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
+        self.notify = bool(notify) and self.dialect == "postgresql"
         if self.dialect not in ("sqlite", "postgresql"):
             raise ValueError(f"unsupported store URL {url!r}: use sqlite:///FILE or "
                              f"postgresql+psycopg://...")
@@ -176,6 +191,14 @@ class EventStore:
             except DBAPIError:
                 if attempt == objects:
                     raise
+
+    def _notify(self, conn: Connection, kind: str) -> None:
+        """Tell listening servers (on commit) that rows of ``kind`` were written."""
+        if self.notify:
+            from crossrec.serve.feed import CHANNEL
+
+            conn.execute(text("SELECT pg_notify(:channel, :payload)"),
+                         {"channel": CHANNEL, "payload": f"{kind} {self.origin}"})
 
     def _insert(self, table: Table):
         if self.dialect == "sqlite":
@@ -212,6 +235,8 @@ class EventStore:
             index_elements=["event_id"]).returning(events_table.c.event_id, events_table.c.seq)
         with self.engine.begin() as conn:
             new = {r[0]: int(r[1]) for r in conn.execute(stmt)}
+            if new:
+                self._notify(conn, "events")
         out, claimed = [], set()
         for i in ids:
             out.append(new[i] if i in new and i not in claimed else None)
@@ -258,7 +283,10 @@ class EventStore:
             profile=json.dumps(profile or {}, ensure_ascii=False)).on_conflict_do_nothing(
             index_elements=["user_id"]).returning(users_table.c.user_id)
         with self.engine.begin() as conn:
-            return conn.execute(stmt).first() is not None
+            added = conn.execute(stmt).first() is not None
+            if added:
+                self._notify(conn, "users")
+            return added
 
     def users(self, since: float | None = None) -> list[tuple[str, dict[str, Any], float]]:
         """(user_id, profile, created) in creation order; with ``since``, those created at
@@ -278,7 +306,10 @@ class EventStore:
             content=json.dumps(content, ensure_ascii=False), features=_pack(features)
         ).on_conflict_do_nothing(index_elements=["item_id"]).returning(items_table.c.item_id)
         with self.engine.begin() as conn:
-            return conn.execute(stmt).first() is not None
+            added = conn.execute(stmt).first() is not None
+            if added:
+                self._notify(conn, "items")
+            return added
 
     def items(self, since: float | None = None) -> list[StoredItem]:
         """Items added at run time in creation order; with ``since``, those created at or
