@@ -207,28 +207,34 @@ def _reload_to(port, model, failures, deadline_s=90):
         time.sleep(0.3)
 
 
+def _serve_two_workers(artifact, store_url, port):
+    """`crossrec serve --workers 2` in its own process, once it answers."""
+    proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(artifact),
+                             "--port", str(port), "--store", store_url,
+                             "--workers", "2", "--lazy-encoders"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "CROSSREC_API_KEYS": "k"})
+    deadline = time.time() + 90
+    while True:
+        try:
+            _on_one_connection(port, ["/readyz"])
+            return proc
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise AssertionError(proc.stdout.read() if proc.poll() is not None
+                                     else "no readiness") from None
+            time.sleep(0.3)
+
+
 @pytest.mark.slow
 def test_serve_with_two_workers_shares_writes_and_reloads_without_failures(
         als_artifact, content_artifact, tmp_path):
     served = tmp_path / "served"
     shutil.copytree(als_artifact, served)
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "crossrec.cli", "serve", str(served),
-                             "--port", str(port), "--store", f"sqlite:///{tmp_path / 'ev.db'}",
-                             "--workers", "2", "--lazy-encoders"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "CROSSREC_API_KEYS": "k"})
+    proc = _serve_two_workers(served, f"sqlite:///{tmp_path / 'ev.db'}", port)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                _on_one_connection(port, ["/readyz"])
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read() if proc.poll() is not None
-                                         else "no readiness") from None
-                time.sleep(0.3)
         url = "/v1/users/u0002/recommendations?k=10"
         before = _per_worker(port, url)
         first = {tuple(i["item_id"] for i in b["items"]) for b in before.values()}
@@ -412,3 +418,31 @@ def test_a_single_host_on_postgresql_sends_no_notifications(content_artifact, de
             assert r.status_code == 200 and r.json()["stored"] == 1, r.text
             conn.execute(text("SELECT 1"))
             assert list(conn.connection.dbapi_connection.notifies(timeout=0.5)) == []
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_host_serve_a_write_made_on_another(content_artifact, demo_dir,
+                                                               pg_url):
+    """`crossrec serve --workers 2` (its supervisor listens) beside a server on "another
+    host" (an app in this process with its own feed) over one PostgreSQL store."""
+    port = _free_port()
+    proc = _serve_two_workers(content_artifact, pg_url, port)
+    try:
+        url = "/v1/users/u0006/recommendations?k=10"
+        before = {tuple(i["item_id"] for i in b["items"]) for b in _per_worker(port, url).values()}
+        assert len(before) == 1
+        top = next(iter(before))[0]
+        with TestClient(create_app(content_artifact, store_url=pg_url,
+                                   media_root=demo_dir)) as other:
+            r = other.post("/v1/events", json={"events": [{
+                "event_id": "w1", "user_id": "u0006", "item_id": top, "type": "like"}]})
+            assert r.json()["stored"] == 1
+
+        def moved():
+            lists = [[i["item_id"] for i in b["items"]] for b in _per_worker(port, url).values()]
+            return all(top not in ids for ids in lists) and lists
+        lists = _until(moved)
+        assert lists[0] == lists[1]
+    finally:
+        proc.terminate()
+        proc.wait(20)
