@@ -506,7 +506,7 @@ def create_app(artifact_path: str | os.PathLike, store_url: str = "sqlite:///cro
     def reload(svc: Svc, request: Request, body: schemas.ReloadIn | None = None):
         out = svc.reload(body.path if body else None)
         metrics.set_model(svc)
-        if svc.feed is not None:                          # and the other workers
+        if feed_dir:                                      # and the other workers
             svc.feed.set_artifact(out["path"])
             request.app.state.reloads_seen = svc.feed.request_reload()
         return out
