@@ -350,6 +350,27 @@ def test_a_write_on_one_host_changes_the_next_list_on_another(two_hosts):
     assert a.app.state.listener.received == 1 and b.app.state.listener.received == 1
 
 
+def test_users_and_items_of_a_host_whose_clock_is_behind_reach_the_other_host(two_hosts,
+                                                                                monkeypatch):
+    """Servers catch up on users and items by their creation time: on PostgreSQL it is the
+    database's clock, so a writer whose own clock is an hour behind is not missed."""
+    a, b = two_hosts
+    assert b.post("/v1/users", json={"user_id": "on-time", "likes": "ocean"}).status_code == 201
+    _until(lambda: a.get("/v1/users/on-time/recommendations?k=3").status_code == 200)
+    real = time.time
+    form = {"item_id": "late-jazz", "medium": "article", "title": "Bebop saxophone nights",
+            "description": "Trumpet and saxophone improvisation in a jazz club"}
+    with monkeypatch.context() as m:                # host a's clock, an hour behind
+        m.setattr(time, "time", lambda: real() - 3600)
+        r = a.post("/v1/users", json={"user_id": "late", "likes": "jazz saxophone"})
+        assert r.status_code == 201, r.text
+        assert a.post("/v1/items", data=form, headers={"X-API-Key": KEY}).status_code == 201
+    _until(lambda: b.get("/v1/users/late/recommendations?k=3").status_code == 200)
+    _until(lambda: b.get("/v1/items/late-jazz").status_code == 200)
+    created = {u: c for u, _, c in b.app.state.service.store.users()}
+    assert abs(created["late"] - real()) < 60 and created["late"] >= created["on-time"]
+
+
 def test_the_store_listener_skips_its_own_host_reconnects_and_catches_up(pg_url, tmp_path):
     from sqlalchemy import create_engine, text
 

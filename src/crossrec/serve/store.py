@@ -18,7 +18,9 @@ On PostgreSQL every write also sends a notification on
 :data:`crossrec.serve.feed.CHANNEL` (``pg_notify``, in the write's transaction, so it is
 delivered when the write commits, and not if it rolls back), saying what kind of row it wrote
 and the ``origin`` the store was given: servers on other hosts catch up from it
-(:class:`crossrec.serve.feed.StoreListener`).
+(:class:`crossrec.serve.feed.StoreListener`). There the ``created`` time of users and items
+is the database server's clock, not the writing host's, since servers catch up on them by that
+time: hosts whose clocks disagree still see each other's writes.
 
 Example:
     >>> store = EventStore("sqlite:///events.db")             # or postgresql+psycopg://...
@@ -200,6 +202,13 @@ class EventStore:
             conn.execute(text("SELECT pg_notify(:channel, :payload)"),
                          {"channel": CHANNEL, "payload": f"{kind} {self.origin}"})
 
+    def _created(self):
+        """The ``created`` value of a new user or item: the database server's clock on
+        PostgreSQL (one clock for every host), this host's on SQLite (one host)."""
+        if self.dialect == "postgresql":
+            return func.extract("epoch", func.clock_timestamp())
+        return time.time()
+
     def _insert(self, table: Table):
         if self.dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -279,7 +288,7 @@ class EventStore:
     def add_user(self, user_id: str, profile: dict[str, Any] | None = None) -> bool:
         """Persist a user created at run time; False if the id was already stored."""
         stmt = self._insert(users_table).values(
-            user_id=str(user_id), created=time.time(),
+            user_id=str(user_id), created=self._created(),
             profile=json.dumps(profile or {}, ensure_ascii=False)).on_conflict_do_nothing(
             index_elements=["user_id"]).returning(users_table.c.user_id)
         with self.engine.begin() as conn:
@@ -302,7 +311,7 @@ class EventStore:
                  features: dict[str, np.ndarray]) -> bool:
         """Persist an item added at run time with its encoded features; False if it exists."""
         stmt = self._insert(items_table).values(
-            item_id=str(item_id), medium=medium, created=time.time(),
+            item_id=str(item_id), medium=medium, created=self._created(),
             content=json.dumps(content, ensure_ascii=False), features=_pack(features)
         ).on_conflict_do_nothing(index_elements=["item_id"]).returning(items_table.c.item_id)
         with self.engine.begin() as conn:
