@@ -88,6 +88,33 @@ def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refi
                                         "pop_weight": 0.03}
 
 
+
+def test_collab_grid_widens_the_channel_tuning_and_the_refit_keeps_its_choice(data):  # noqa: F811
+    wide = {"factors": [3, 5], "alpha": [1.0, 4.0]}
+    model = FusionRecommender(**QUICK, collab_weight=1.0, collab_grid=wide).fit(
+        data, cold_valid(2))
+    n = np.prod([len(v) for v in {**CB2CFRecommender.param_grid, **wide}.values()])
+    assert len(model.collab_tuning_) == n
+    tried = [json.loads(k) for k in model.collab_tuning_]
+    assert {(t["factors"], t["alpha"]) for t in tried} == {(3, 1.0), (3, 4.0), (5, 1.0),
+                                                           (5, 4.0)}
+    chosen = model.collab_settings_
+    assert json.loads(max(model.collab_tuning_, key=model.collab_tuning_.get)) == chosen
+    assert model.collab_factors_.shape[1] == chosen["factors"]        # the channel's width
+    refit = model.refit_params()
+    assert (refit["collab_factors"], refit["collab_alpha"]) == (chosen["factors"],
+                                                                chosen["alpha"])
+    again = FusionRecommender(**{**QUICK, **refit}).fit(data)
+    assert again.collab_settings_.items() <= chosen.items()
+    assert again.collab_factors_.shape[1] == chosen["factors"]
+    assert (again._collab_model().factors, again._collab_model().alpha) == (chosen["factors"],
+                                                                            chosen["alpha"])
+    with pytest.raises(ValueError, match="collab_grid key 'lr'; expected some of"):
+        FusionRecommender(**QUICK, collab_grid={"lr": [0.1]}).fit(data)
+    with pytest.raises(ValueError, match=r"collab_grid\['alpha'\] must be a non-empty list"):
+        FusionRecommender(**QUICK, collab_grid={"alpha": 4.0}).fit(data)
+
+
 def test_fold_in_of_the_training_histories_gives_the_training_user_vectors(fixed, data):  # noqa: F811
     hist = histories_from(data.interactions, N_USERS)
     U, W = fixed.user_vectors(hist), fixed.tower_width_

@@ -58,9 +58,11 @@ from :data:`COLLAB_WEIGHTS` after the towers are trained (or fixed by ``collab_w
 vectors are concatenated, so scoring stays one dot product; a new history is folded into the
 channel by the ALS least-squares step, a new item placed by the ridge map. With ``collab_tune``
 (the default) and valid data, the channel's own settings (ALS regularisation, ridge, popularity
-weight: ``cb2cf``'s grid; the regularisation alone without content) are first chosen on valid
+weight: ``cb2cf``'s grid, plus any ``collab_grid`` adds, e.g. ``{"factors": [64, 128],
+"alpha": [1.0, 4.0]}``; the regularisation alone without content) are first chosen on valid
 NDCG@20 of the channel alone, as ``cb2cf`` is tuned; ``collab_regularization``,
-``collab_ridge`` and ``collab_pop_weight`` are the settings used otherwise. The refit carries
+``collab_ridge`` and ``collab_pop_weight`` (at ``collab_factors`` and ``collab_alpha``) are the
+settings used otherwise. The refit carries
 the chosen settings and weight. The weight is chosen on a seeded share of the valid users
 (``collab_holdout``, half by default; 0: all of them) that the towers do not stop early on:
 choosing the towers' epoch on the same users inflates their valid score against the channel's
@@ -141,6 +143,8 @@ USERSVD_POP_WEIGHTS = (0.1, 0.3)
 USERSVD_RIDGES = ((0.0, 10.0), (0.1, 10.0), (0.1, 100.0), (1.0, 10.0), (1.0, 100.0))
 """(ridge_weight, ridge) of the ``usersvd`` channel's ridge term tuned over (``usersvd``'s
 grid; weight 0: no ridge term)."""
+COLLAB_GRID_KEYS = ("regularization", "ridge", "pop_weight", "factors", "alpha")
+"""The ``cb2cf`` settings ``collab_grid`` may tune the ALS channel over."""
 COLLAB_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 """Weights of the collaborative channel (relative to the towers' score scale) tried on valid; up
 to 64, where the channel all but decides the ranking (P2 valid chose the then largest weight, 4)."""
@@ -351,11 +355,12 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                  ensemble: int = 1, member_epochs: list[int] | None = None,
                  input_dim: int = 256, collab: bool = True,
                  collab_weight: float | None = None, collab_factors: int = 64,
+                 collab_alpha: float = 1.0,
                  collab_regularization: float = 10.0, collab_ridge: float = 3.0,
                  collab_pop_weight: float = 0.03, collab_kind: str = "als",
                  collab_source_medium: str | None = None, collab_ridge_weight: float = 0.0,
                  collab_svd_factors: int = 128, collab_tune: bool = True,
-                 collab_holdout: float = 0.5,
+                 collab_grid: dict[str, list] | None = None, collab_holdout: float = 0.5,
                  bf16: bool | None = None, threads: int = 1,
                  checkpoint_dir: str | None = None, log_path: str | None = None,
                  progress: bool | None = None, seed: int = 0):
@@ -406,6 +411,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.collab = collab
         self.collab_weight = collab_weight
         self.collab_factors = collab_factors
+        self.collab_alpha = collab_alpha
         self.collab_regularization = collab_regularization
         self.collab_ridge = collab_ridge
         self.collab_pop_weight = collab_pop_weight
@@ -414,6 +420,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         self.collab_ridge_weight = collab_ridge_weight
         self.collab_svd_factors = collab_svd_factors
         self.collab_tune = collab_tune
+        self.collab_grid = collab_grid
         self.collab_holdout = collab_holdout
         self.bf16 = bf16
         self.threads = threads
@@ -446,6 +453,13 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
             raise ValueError(f"crossrec: member_epochs must give each of the {self.ensemble} "
                              f"ensemble members a number of epochs >= 1, got "
                              f"{self.member_epochs}")
+        for key, values in (self.collab_grid or {}).items():
+            if key not in COLLAB_GRID_KEYS:
+                raise ValueError(f"crossrec: collab_grid key {key!r}; expected some of "
+                                 f"{COLLAB_GRID_KEYS}")
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ValueError(f"crossrec: collab_grid[{key!r}] must be a non-empty list of "
+                                 f"values, got {values!r}")
         if self.collab_weight is not None and float(self.collab_weight) < 0:
             raise ValueError(f"crossrec: collab_weight must be >= 0, got {self.collab_weight}")
         if self.dim % self.heads:
@@ -559,8 +573,9 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                                       pop_weight=float(settings["pop_weight"]),
                                       **{k: float(settings[k]) for k in ("ridge_weight", "ridge")
                                          if k in settings})   # saved before the ridge term: off
-        return CB2CFRecommender(factors=int(self.collab_factors), seed=int(self.seed),
-                                **{k: float(v) for k, v in settings.items()})
+        kwargs = {"factors": self.collab_factors, "alpha": self.collab_alpha, **settings}
+        return CB2CFRecommender(seed=int(self.seed), **{k: int(v) if k == "factors" else
+                                                        float(v) for k, v in kwargs.items()})
 
     def _collab_candidates(self, train: TrainData, given: dict[str, Any]) -> list[dict]:
         """The channel settings tuned over: ``cb2cf``'s grid (the regularisation alone without
@@ -568,12 +583,13 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         ridge terms."""
         from crossrec.models.cb2cf import CB2CFRecommender
 
-        grid = dict(CB2CFRecommender.param_grid)
+        grid = {**CB2CFRecommender.param_grid, **(self.collab_grid or {})}
         base = {k: v for k, v in given.items() if k in ("pop_weight", "regularization", "ridge")}
         als = {"kind": "als", "regularization": float(self.collab_regularization),
                "ridge": float(self.collab_ridge), **base}
         if not self._collab_model(als).has_content(train):
-            grid = {"regularization": grid["regularization"]}   # ALS alone: no ridge map
+            grid = {k: v for k, v in grid.items()                # ALS alone: no ridge map
+                    if k not in ("ridge", "pop_weight")}
         out = [{**als, **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
         media = sorted(set(train.item_medium)) if train.item_medium is not None else []
         if len(media) > 1:
