@@ -88,7 +88,6 @@ def test_channel_settings_are_chosen_on_valid_like_cb2cf_and_carried_to_the_refi
                                         "pop_weight": 0.03}
 
 
-
 def test_collab_grid_widens_the_channel_tuning_and_the_refit_keeps_its_choice(data):  # noqa: F811
     wide = {"factors": [3, 5], "alpha": [1.0, 4.0]}
     model = FusionRecommender(**QUICK, collab_weight=1.0, collab_grid=wide).fit(

@@ -355,8 +355,12 @@ def test_users_and_items_of_a_host_whose_clock_is_behind_reach_the_other_host(tw
     """Servers catch up on users and items by their creation time: on PostgreSQL it is the
     database's clock, so a writer whose own clock is an hour behind is not missed."""
     a, b = two_hosts
+    form = {"item_id": "on-time-sea", "medium": "article", "title": "Waves on the open ocean",
+            "description": "Sailing across the sea"}
     assert b.post("/v1/users", json={"user_id": "on-time", "likes": "ocean"}).status_code == 201
+    assert b.post("/v1/items", data=form, headers={"X-API-Key": KEY}).status_code == 201
     _until(lambda: a.get("/v1/users/on-time/recommendations?k=3").status_code == 200)
+    _until(lambda: a.get("/v1/items/on-time-sea").status_code == 200)
     real = time.time
     form = {"item_id": "late-jazz", "medium": "article", "title": "Bebop saxophone nights",
             "description": "Trumpet and saxophone improvisation in a jazz club"}

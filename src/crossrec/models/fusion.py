@@ -578,9 +578,9 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
                                                         float(v) for k, v in kwargs.items()})
 
     def _collab_candidates(self, train: TrainData, given: dict[str, Any]) -> list[dict]:
-        """The channel settings tuned over: ``cb2cf``'s grid (the regularisation alone without
-        content); on data of several media also usersvd's sources, popularity weights and
-        ridge terms."""
+        """The channel settings tuned over: ``cb2cf``'s grid with ``collab_grid``'s additions
+        (without content, no ridge or popularity weight); on data of several media also
+        usersvd's sources, popularity weights and ridge terms."""
         from crossrec.models.cb2cf import CB2CFRecommender
 
         grid = {**CB2CFRecommender.param_grid, **(self.collab_grid or {})}
