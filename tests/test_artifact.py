@@ -60,6 +60,26 @@ def test_saved_artifact_loads_with_identical_recommendations(name, demo, tmp_pat
         assert art.item_vectors is None
 
 
+def test_content_vectors_round_trip_where_the_model_has_another_space(demo, tmp_path):
+    split = make_split(demo, "p1")
+    feats = default_content_features(demo.catalog)
+    data = train_data(split, "test", feats)
+    rng = np.random.default_rng(0)
+    content = rng.normal(size=(demo.n_items, 24)).astype(np.float32)
+    als = build_model("als", factors=16).fit(data)
+    path = save_artifact(tmp_path / "als", als, demo, data.interactions, content_vectors=content)
+    back = load_artifact(path).content_vectors
+    assert back.dtype == np.float32 and back.shape == content.shape
+    np.testing.assert_array_equal(back, content.astype(np.float16).astype(np.float32))
+    # a model whose vectors have that width is taken to be that space: nothing more is kept
+    same = np.asarray(als.item_vectors())
+    path = save_artifact(tmp_path / "same", als, demo, data.interactions, content_vectors=same)
+    assert not (path / "content_vectors.npy").exists()
+    assert load_artifact(path).content_vectors is None
+    with pytest.raises(ValueError, match=r"content_vectors has shape \(3, 24\); expected"):
+        save_artifact(tmp_path / "bad", als, demo, data.interactions, content_vectors=content[:3])
+
+
 def test_overwrite_is_atomic_and_refusable(demo, tmp_path):
     split = make_split(demo, "p1")
     data = train_data(split, "test")

@@ -182,3 +182,6 @@ def test_retraining_a_trained_artifact_keeps_the_features_it_was_fitted_on(text_
     assert "text" in names and len(names) > 1
     assert new.model.item_tower_config_["features"] == names
     assert new.meta["config"]["content_recipe"] == old.meta["config"]["content_recipe"]
+    # the items' content rows (the encoded text: what explanations compare) are kept too
+    assert old.content_vectors.shape == (len(old.items), 384)
+    np.testing.assert_array_equal(new.content_vectors, old.content_vectors)

@@ -8,6 +8,9 @@ Layout of an artifact folder::
     users.parquet      one row per user index: the external user id
     history.parquet    the interactions the model was trained on (user, item, timestamp, value)
     item_vectors.npy   (n_items, d) float32, for vector models (what the index is built from)
+    content_vectors.npy  (n_items, D) float16, optional: the items' content feature (the content
+                       recipe's blocks) where the model's own vectors are another space; the
+                       service says from it which modality links two items
 
 The folder is written under a temporary name and renamed into place, so a reader never sees a
 half-written artifact; ``version`` is a hash of the model files (it changes whenever the model
@@ -56,6 +59,7 @@ class Artifact:
         catalog: item content, row-aligned with ``items``.
         history: the training interactions (user and item indices).
         item_vectors: (n_items, d) float32 for vector models, else None.
+        content_vectors: (n_items, D) float32 content feature rows, or None (not saved).
     """
 
     path: Path
@@ -66,6 +70,7 @@ class Artifact:
     catalog: Catalog
     history: Interactions
     item_vectors: np.ndarray | None = None
+    content_vectors: np.ndarray | None = None
     _histories: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -82,12 +87,16 @@ class Artifact:
 def save_artifact(path: str | os.PathLike, model: Recommender, dataset: Dataset,
                   history: Interactions, *, metrics: dict | None = None,
                   config: dict | None = None, encoders: dict | None = None,
-                  overwrite: bool = True) -> Path:
+                  content_vectors: np.ndarray | None = None, overwrite: bool = True) -> Path:
     """Write a fitted ``model`` trained on ``history`` (indices of ``dataset``) to ``path``.
 
     Args:
         encoders: modality -> {"config": EncoderConfig fields, "fingerprint": str}: what the
             service needs to encode new items and text queries like the training features.
+        content_vectors: (n_items, D) the items' content feature (``ContentRecipe.content_rows``),
+            kept where the model's vectors are not that space (a vector of the same width is
+            taken to be it, as the content model's is); stored as float16, since it only says
+            which modality links two items.
         overwrite: replace an existing artifact at ``path`` (atomically); else raise.
     """
     path = Path(path)
@@ -106,6 +115,13 @@ def save_artifact(path: str | os.PathLike, model: Recommender, dataset: Dataset,
         if isinstance(model, VectorModel):
             vectors = np.ascontiguousarray(model.item_vectors(), dtype=np.float32)
             np.save(tmp / "item_vectors.npy", vectors)
+        if content_vectors is not None:
+            content_vectors = np.asarray(content_vectors)
+            if content_vectors.ndim != 2 or len(content_vectors) != dataset.n_items:
+                raise ValueError(f"content_vectors has shape {content_vectors.shape}; expected "
+                                 f"({dataset.n_items}, D)")
+            if vectors is None or vectors.shape[1] != content_vectors.shape[1]:
+                np.save(tmp / "content_vectors.npy", content_vectors.astype(np.float16))
         meta = {"format": FORMAT, "model": model.name, "params": model.get_params(),
                 "dataset": dataset.name, "n_users": dataset.n_users, "n_items": dataset.n_items,
                 "n_history": len(history), "vector_dim": None if vectors is None
@@ -136,9 +152,15 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
                            h.column("timestamp").to_numpy(), h.column("value").to_numpy())
     vec_file = path / "item_vectors.npy"
     vectors = np.load(vec_file) if vec_file.exists() else None
+    content_file = path / "content_vectors.npy"
+    content = np.load(content_file).astype(np.float32) if content_file.exists() else None
     if len(catalog) != meta["n_items"] or len(users) != meta["n_users"]:
         raise ValueError(f"{path}: catalog or users do not match artifact.json")
-    return Artifact(path, meta, model, users, IdMap(catalog.ids), catalog, history, vectors)
+    if content is not None and len(content) != meta["n_items"]:
+        raise ValueError(f"{path}: content_vectors.npy has {len(content)} rows, the artifact "
+                         f"{meta['n_items']} items")
+    return Artifact(path, meta, model, users, IdMap(catalog.ids), catalog, history, vectors,
+                    content)
 
 
 # -- catalog <-> Arrow ------------------------------------------------------------------------

@@ -114,10 +114,12 @@ def train_to_artifact(dataset, split, cfg: TrainCommandConfig, out: str | Path) 
     seconds = time.perf_counter() - t0
     config = {"model": cfg.model, "params": model.get_params(), "refit_params": refit,
               "protocol": split.protocol, "encode": wanted, "seconds": seconds}
-    if encoders:
-        config["content_recipe"] = encoded_recipe(list(encoders)).model_dump()
+    recipe = encoded_recipe(list(encoders)) if encoders else None
+    if recipe is not None:
+        config["content_recipe"] = recipe.model_dump()
     save_artifact(out, model, dataset, test_train.interactions, metrics=metrics,
-                  config=config, encoders=encoders)
+                  config=config, encoders=encoders,
+                  content_vectors=recipe.content_rows(features) if recipe else None)
     return {"metrics": metrics, "params": model.get_params(), "refit_params": refit,
             "seconds": seconds}
 

@@ -101,7 +101,8 @@ def fit_artifact(out: str | os.PathLike, model_name: str, dataset: Dataset,
         config["content_recipe"] = recipe.model_dump()
     encoders = {m: {"config": c} for m, c in recipe.encoders.items()} if recipe else {}
     return save_artifact(out, model, dataset, history, metrics=metrics, config=config,
-                         encoders=encoders)
+                         encoders=encoders,
+                         content_vectors=recipe.content_rows(features) if recipe else None)
 
 
 def retrain(artifact_path: str | os.PathLike, store_url: str, out: str | os.PathLike,

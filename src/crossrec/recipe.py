@@ -115,6 +115,18 @@ class ContentRecipe(BaseModel):
         out[self.name] = Features(matrix, np.abs(matrix).sum(1) > 0, self.name)
         return out
 
+    def content_rows(self, features: dict[str, Features] | None) -> np.ndarray | None:
+        """(n, dim) float32: the combined content feature of ``features`` (the one named
+        ``name`` when it has this recipe's width, else the modality features combined), or None
+        when none of this recipe's modalities is there."""
+        features = features or {}
+        named = features.get(self.name)
+        if named is not None and named.matrix.shape[1] == self.dim:
+            return np.asarray(named.matrix, np.float32)
+        modal = {m: f for m, f in features.items()
+                 if m in self.dims or (m == "video" and self.video_slices)}
+        return self.combine(modal)[self.name].matrix if modal else None
+
     def text_query(self, text_vectors: np.ndarray) -> dict[str, Features]:
         """The features of items that have only text (a free-text query): (n, text dim) in."""
         return self.combine({"text": Features(text_vectors, np.ones(len(text_vectors), bool))})

@@ -108,7 +108,8 @@ class MeanColourEncoder(Encoder):
 
 def build_test_artifact(out, demo_dir, model="content", recipe=True, params=None):
     """A fitted model on the demo data, saved as an artifact (content: hashed text + mean
-    colour through a ContentRecipe); ``params`` for the model (ALS: small defaults)."""
+    colour through a ContentRecipe, whose rows are kept as the artifact's content vectors, as
+    ``fit_artifact`` keeps them); ``params`` for the model (ALS: small defaults)."""
     from crossrec.artifact import save_artifact
     from crossrec.data.dataset import Features
     from crossrec.data.datasets import load_dataset
@@ -135,7 +136,8 @@ def build_test_artifact(out, demo_dir, model="content", recipe=True, params=None
         params = {"factors": 16, "iterations": 5} if model == "als" else {}
     fitted = build_model(model, **params).fit(data)
     config = {"content_recipe": rec.model_dump()} if recipe else {}
-    return save_artifact(out, fitted, ds, ds.interactions, config=config)
+    return save_artifact(out, fitted, ds, ds.interactions, config=config,
+                         content_vectors=rec.content_rows(feats) if recipe else None)
 
 
 @pytest.fixture(scope="session")

@@ -46,11 +46,66 @@ def test_crossrec_places_new_items_and_text_queries_in_the_service(crossrec_arti
         assert "new-jazz" in [i["item_id"] for i in found]
         scores = [i["score"] for i in found]
         assert np.isfinite(scores).all()
+        # it has a content row (its text block only) for the explanations that name it
+        loaded = app.state.service.loaded
+        assert loaded.links.has_blocks(loaded.position("new-jazz")) == {"text": True,
+                                                                        "image": False}
     # the artifact's model is what placed it: same item tower after loading from disk
     model = load_artifact(crossrec_artifact).model
     assert model.places_new_items and model.tower_width_ == QUICK["dim"] + 1
     # and the collaborative channel (the default) after the towers: ALS factors + popularity
     assert model.item_vectors().shape[1] == model.tower_width_ + model.collab_factors + 1
+
+
+def test_crossrec_explanations_say_which_modality_links_the_items(crossrec_artifact, tmp_path):
+    """The fusion model's vectors are not the content space, so the artifact keeps the items'
+    content rows and an explanation names the block where the two items are most alike
+    against the catalog (centred dot product over the block's spread across pairs); without
+    those rows it can only say "collaborative"."""
+    import shutil
+
+    from crossrec.artifact import load_artifact
+    from crossrec.recipe import ContentRecipe
+
+    art = load_artifact(crossrec_artifact)
+    recipe = ContentRecipe(**art.meta["config"]["content_recipe"])
+    C = art.content_vectors
+    assert C.shape == (len(art.items), recipe.dim) and art.item_vectors.shape[1] != recipe.dim
+
+    def by_hand(a: str, b: str) -> str:
+        i, j = art.items.get([a, b])
+        best, name = 0.0, "collaborative"
+        for block, sl in recipe.block_slices().items():
+            has = np.abs(C[:, sl]).sum(1) > 0
+            if not (has[i] and has[j]):
+                continue
+            X = C[has, sl] - C[has, sl].mean(0)                   # centred rows
+            spread = np.linalg.norm(X @ X.T) / len(X)             # rms over all pairs
+            mu = C[has, sl].mean(0)
+            v = float((C[i, sl] - mu) @ (C[j, sl] - mu)) / spread
+            if v > best:
+                best, name = v, block
+        return name
+
+    def reasons(path, store):
+        app = create_app(path, store_url=f"sqlite:///{tmp_path / store}")
+        with TestClient(app) as client:
+            out = []
+            for user in ("u0001", "u0002", "u0003"):
+                r = client.get(f"/v1/users/{user}/recommendations", params={"k": 10})
+                assert r.status_code == 200, r.text
+                out += [(i["item_id"], b) for i in r.json()["items"] for b in i["because"]
+                        if b["reason"] == "history"]
+            return out
+
+    seen = reasons(crossrec_artifact, "a.db")
+    assert seen and {b["modality"] for _, b in seen} & {"text", "image"}
+    for item, b in seen:
+        assert b["modality"] == by_hand(item, b["item_id"]), (item, b)
+    bare = tmp_path / "bare"
+    shutil.copytree(crossrec_artifact, bare)
+    (bare / "content_vectors.npy").unlink()
+    assert {b["modality"] for _, b in reasons(bare, "b.db")} == {"collaborative"}
 
 
 def test_a_lora_tuned_crossrec_places_new_items_and_queries_through_its_own_language_model(
