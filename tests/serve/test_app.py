@@ -39,6 +39,30 @@ def _like(c, user, item, n, kind="like", **extra):
     return r.json()
 
 
+def test_an_explanation_weight_is_the_history_item_share_of_the_match(als_artifact, tmp_path):
+    """weight = v_i · v_j over the sum of v_i's positive dot products with the user's history
+    (an ALS artifact: raw products are on the factors' scale, the shares are 0-1)."""
+    from crossrec.artifact import load_artifact
+
+    art = load_artifact(als_artifact)
+    V, pos = art.item_vectors, {str(i): n for n, i in enumerate(art.items.ids)}
+    user = "u0001"
+    hist = list(dict.fromkeys(art.histories()[art.users.get([user])[0]].tolist()))
+    app = create_app(als_artifact, store_url=f"sqlite:///{tmp_path / 'ev.db'}")
+    with TestClient(app) as c:
+        items = c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()["items"]
+    raw_differs = False
+    for item in items:
+        products = V[hist] @ V[pos[item["item_id"]]]
+        total = products[products > 0].sum()
+        for why in item["because"]:
+            raw = products[hist.index(pos[why["item_id"]])]
+            assert why["weight"] == pytest.approx(raw / total, abs=1e-4) and 0 < why["weight"] <= 1
+            raw_differs |= abs(why["weight"] - raw) > 1e-3
+        assert sum(w["weight"] for w in item["because"]) <= 1 + 1e-4
+    assert raw_differs                                   # the shares are not the raw products
+
+
 def test_recommendations_are_ranked_filtered_and_explained(client):
     r = client.get("/v1/users/u0001/recommendations", params={"k": 8})
     body = r.json()

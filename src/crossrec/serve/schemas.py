@@ -85,8 +85,10 @@ class Because(BaseModel):
     item_id: str | None = None
     title: str | None = None
     medium: str | None = None
-    weight: float | None = None
-    modality: str | None = None
+    weight: float | None = Field(None, description="a history item's share (0-1) of the "
+                                 "recommended item's positive dot products with the history")
+    modality: str | None = Field(None, description="the block of the content space that links "
+                                 "the two items (text, image, audio) or 'collaborative'")
     text: str | None = None
 
 

@@ -629,8 +629,9 @@ class Service:
     def _explain(self, positions: list[int], info: dict, loaded: Loaded,
                  basis: str) -> list[list[dict[str, Any]]]:
         """Per recommended item, the (up to two) history items whose vectors contribute most
-        to its score (their dot products with it), and the block of the content space that
-        links the two (:class:`ContentLinks`); or the user's words, or "popular"."""
+        to its score (their dot products with it; the weight is that product's share of the
+        item's positive products with the whole history), and the block of the content space
+        that links the two (:class:`ContentLinks`); or the user's words, or "popular"."""
         if basis == "popular":
             return [[{"reason": "popular", "text": "popular with everyone"}] for _ in positions]
         hist = list(dict.fromkeys(info["history"]))[-200:]
@@ -642,7 +643,11 @@ class Service:
         V = self._rows(positions, loaded)                                 # (k, d)
         contrib = V @ H.T                                                 # (k, h)
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
-        weights = np.round(contrib[np.arange(len(positions))[:, None], top], 4).tolist()
+        # a history item's weight: its share of the item's positive dot products with the
+        # whole history (0-1, on every model's scale alike)
+        total = np.maximum(contrib, 0).sum(1, keepdims=True)
+        shares = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
+        weights = np.round(shares[np.arange(len(positions))[:, None], top], 4).tolist()
         pairs = [(pos, hist[j]) for row, pos in enumerate(positions)
                  for j, w in zip(top[row].tolist(), weights[row]) if w > 0]
         modality = dict(zip(pairs, loaded.links.modalities(pairs) if loaded.links
