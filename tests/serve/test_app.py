@@ -59,6 +59,7 @@ def test_an_explanation_weight_is_the_history_item_share_of_the_match(als_artifa
             raw = products[hist.index(pos[why["item_id"]])]
             assert why["weight"] == pytest.approx(raw / total, abs=1e-4) and 0 < why["weight"] <= 1
             raw_differs |= abs(why["weight"] - raw) > 1e-3
+            assert why["weight"] == round(why["weight"], 4)     # four decimals, no float32 tail
         assert sum(w["weight"] for w in item["because"]) <= 1 + 1e-4
     assert raw_differs                                   # the shares are not the raw products
 

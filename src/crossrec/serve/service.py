@@ -647,7 +647,8 @@ class Service:
         # whole history (0-1, on every model's scale alike)
         total = np.maximum(contrib, 0).sum(1, keepdims=True)
         shares = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
-        weights = np.round(shares[np.arange(len(positions))[:, None], top], 4).tolist()
+        weights = np.round(shares[np.arange(len(positions))[:, None], top].astype(np.float64),
+                           4).tolist()                   # float64: 0.1575, not 0.15749999
         pairs = [(pos, hist[j]) for row, pos in enumerate(positions)
                  for j, w in zip(top[row].tolist(), weights[row]) if w > 0]
         modality = dict(zip(pairs, loaded.links.modalities(pairs) if loaded.links
