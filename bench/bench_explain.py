@@ -24,7 +24,8 @@ from pathlib import Path
 
 
 def main(argv=None) -> None:
-    from crossrec.serve.service import ContentLinks, Service
+    from crossrec.serve.links import ContentLinks
+    from crossrec.serve.service import Service
     from crossrec.serve.store import EventStore
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

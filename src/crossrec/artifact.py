@@ -59,7 +59,8 @@ class Artifact:
         catalog: item content, row-aligned with ``items``.
         history: the training interactions (user and item indices).
         item_vectors: (n_items, d) float32 for vector models, else None.
-        content_vectors: (n_items, D) float32 content feature rows, or None (not saved).
+        content_vectors: (n_items, D) float16 content feature rows, memory-mapped, or None
+            (not saved).
     """
 
     path: Path
@@ -153,7 +154,8 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     vec_file = path / "item_vectors.npy"
     vectors = np.load(vec_file) if vec_file.exists() else None
     content_file = path / "content_vectors.npy"
-    content = np.load(content_file).astype(np.float32) if content_file.exists() else None
+    # memory-mapped: the service reads it once, in chunks, to build its modality links
+    content = np.load(content_file, mmap_mode="r") if content_file.exists() else None
     if len(catalog) != meta["n_items"] or len(users) != meta["n_users"]:
         raise ValueError(f"{path}: catalog or users do not match artifact.json")
     if content is not None and len(content) != meta["n_items"]:

@@ -69,7 +69,7 @@ def test_crossrec_explanations_say_which_modality_links_the_items(crossrec_artif
 
     art = load_artifact(crossrec_artifact)
     recipe = ContentRecipe(**art.meta["config"]["content_recipe"])
-    C = art.content_vectors
+    C = np.asarray(art.content_vectors, np.float32)
     assert C.shape == (len(art.items), recipe.dim) and art.item_vectors.shape[1] != recipe.dim
 
     def by_hand(a: str, b: str) -> str:

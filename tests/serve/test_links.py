@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from crossrec.recipe import ContentRecipe
-from crossrec.serve.service import ContentLinks
+from crossrec.serve.links import ContentLinks
 
 # four items, a 2-d text block and a 2-d image block (columns 0-1 and 2-3)
 TEXT = [[1, 0], [1, 0], [0, 1], [0, 1]]

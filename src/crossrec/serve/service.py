@@ -44,6 +44,7 @@ from crossrec.data.dataset import Features
 from crossrec.index import Index, build_index
 from crossrec.recipe import ContentRecipe
 from crossrec.serve.feed import KINDS, ChangeFeed
+from crossrec.serve.links import ContentLinks
 from crossrec.serve.store import EventStore, StoredItem, event_polarity
 
 log = logging.getLogger("crossrec.serve")
@@ -112,105 +113,6 @@ class LiveItem:
     medium: str
     content: dict[str, Any]
     features: dict[str, np.ndarray]
-
-
-class ContentLinks:
-    """Which block of the content space (text, image, audio) links two items: where they are
-    most alike against the catalog, i.e. the dot product of their block rows less the block's
-    mean row, in units of the block's spread over pairs of items (the root mean square of
-    those centred products, ``|XᵀX|_F / n`` for the n centred rows X), largest over the
-    blocks both items have. Image vectors are alike everywhere and text vectors less so: raw
-    products would always say "image", centred ones "text". "collaborative" where no block
-    is above the average.
-
-    Each block's centred rows are kept in their top ``rank`` principal directions, scaled by
-    the spread, so that a pair's share is one small dot product (exact for blocks of at most
-    ``rank`` dimensions; the statistics come from a seeded sample of ``sample`` items in a
-    larger catalog).
-
-    Args:
-        content: (n_items, D) the items' rows in ``recipe``'s space.
-        recipe: the content recipe (its blocks and their columns).
-    """
-
-    def __init__(self, content: np.ndarray, recipe: ContentRecipe, rank: int = 64,
-                 sample: int = 20_000):
-        self.names = list(recipe.dims)
-        self.maps: list[tuple[slice, np.ndarray, np.ndarray, slice]] = []
-        rng = np.random.default_rng(0)
-        start = 0
-        for sl in recipe.block_slices().values():
-            has = np.flatnonzero(np.abs(content[:, sl]).sum(1) > 0)
-            d = sl.stop - sl.start
-            mu = content[has, sl].astype(np.float64).mean(0) if len(has) else np.zeros(d)
-            if len(has) > sample:
-                has = np.sort(rng.choice(has, sample, replace=False))
-            X = content[has, sl].astype(np.float64) - mu
-            gram = X.T @ X                                                  # (d, d)
-            spread = float(np.linalg.norm(gram) / max(len(has), 1)) or 1.0
-            if d <= rank:
-                basis = np.eye(d)
-            else:
-                _, vecs = np.linalg.eigh(gram)
-                basis = vecs[:, ::-1][:, :rank]                             # top directions
-            r = basis.shape[1]
-            self.maps.append((sl, mu.astype(np.float32),
-                              (basis / np.sqrt(spread)).astype(np.float32),
-                              slice(start, start + r)))
-            start += r
-        parts = [self.project(np.asarray(content[i:i + 65_536], np.float32))
-                 for i in range(0, len(content), 65_536)] or [self.project(content[:0])]
-        self.rows = np.vstack([r for r, _ in parts])                    # (n, sum of ranks)
-        self.has = np.vstack([h for _, h in parts])                     # (n, blocks)
-        self.live: dict[int, tuple[np.ndarray, np.ndarray]] = {}     # position -> (row, has)
-
-    def project(self, content: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n, D) content rows -> ((n, sum of ranks) projected rows, (n, blocks) has-block)."""
-        rows = [(content[:, sl] - mu) @ basis for sl, mu, basis, _ in self.maps]
-        has = np.stack([np.abs(content[:, sl]).sum(1) > 0 for sl, _, _, _ in self.maps], 1)
-        return np.ascontiguousarray(np.hstack(rows), np.float32), has
-
-    def add(self, pos: int, content: np.ndarray) -> None:
-        """The content row of an item added at run time (position ``pos``)."""
-        rows, has = self.project(np.asarray(content, np.float32)[None])
-        self.live[pos] = (rows[0], has[0])
-
-    def has_blocks(self, pos: int) -> dict[str, bool] | None:
-        """Which blocks an item has (None: no content row kept for it)."""
-        got = self._row(pos)
-        return None if got is None else dict(zip(self.names, got[1].tolist()))
-
-    def _row(self, pos: int) -> tuple[np.ndarray, np.ndarray] | None:
-        return (self.rows[pos], self.has[pos]) if pos < len(self.rows) else self.live.get(pos)
-
-    def _gather(self, positions: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.asarray(positions, np.int64)
-        if idx.max() < len(self.rows):
-            return self.rows[idx], self.has[idx]
-        got = [self._row(p) for p in positions]
-        none = (np.zeros(self.rows.shape[1], np.float32), np.zeros(len(self.maps), bool))
-        got = [g if g is not None else none for g in got]
-        return np.stack([g[0] for g in got]), np.stack([g[1] for g in got])
-
-    def modalities(self, pairs: list[tuple[int, int]]) -> list[str]:
-        """Per (a, b) pair of positions, the block that links them, or "collaborative"."""
-        out = ["collaborative"] * len(pairs)
-        if not pairs:
-            return out
-        firsts = list(dict.fromkeys(a for a, _ in pairs))
-        seconds = list(dict.fromkeys(b for _, b in pairs))
-        (A, ha), (B, hb) = self._gather(firsts), self._gather(seconds)
-        parts = np.stack([np.where(ha[:, j, None] & hb[None, :, j], A[:, cols] @ B[:, cols].T,
-                                   -np.inf)
-                          for j, (_, _, _, cols) in enumerate(self.maps)])  # (blocks, a, b)
-        best, value = parts.argmax(0), parts.max(0)
-        row = {p: i for i, p in enumerate(firsts)}
-        col = {p: i for i, p in enumerate(seconds)}
-        for n, (a, b) in enumerate(pairs):
-            i, j = row[a], col[b]
-            if value[i, j] > 0:
-                out[n] = self.names[int(best[i, j])]
-        return out
 
 
 def freeze_heap() -> None:
