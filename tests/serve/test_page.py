@@ -86,6 +86,10 @@ def test_page_shows_media_and_a_like_changes_the_list(server, browser, shots):
     assert len(widths) >= 8 and all(w > 0 for w in widths)
     assert page.locator("#shelves audio").count() >= 1
     assert page.locator("#shelves .because").count() >= 8
+    # each reason says what links the two items, in words a reader knows
+    reasons = page.locator("#shelves .because").all_text_contents()
+    assert any("similar words" in r or "similar picture" in r for r in reasons), reasons[:4]
+    assert not any("similar text" in r or "collaborative" in r for r in reasons)
     page.screenshot(path=str(shots / "feed.png"), full_page=True)
 
     before = _card_ids(page)

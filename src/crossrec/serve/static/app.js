@@ -38,12 +38,15 @@ function toast(text) {
 
 function label(medium) { return MEDIA_LABEL[medium] || medium[0].toUpperCase() + medium.slice(1); }
 
+// the block of the content space that links the two items (collaborative: nothing to say)
+const LINKED_BY = { text: "similar words", image: "similar picture", audio: "similar sound" };
+
 function because(item) {
   const b = (item.because || [])[0];
   if (!b) return null;
   let text;
   if (b.reason === "history") {
-    const via = b.modality && b.modality !== "collaborative" ? ` · similar ${b.modality}` : "";
+    const via = LINKED_BY[b.modality] ? ` · ${LINKED_BY[b.modality]}` : "";
     text = `Because you liked “${b.title}” (${b.medium}${via})`;
   } else if (b.reason === "likes") {
     text = `Because you said you like “${b.text}”`;
