@@ -546,15 +546,15 @@ class Service:
         contrib = V @ H.T                                                 # (k, h)
         top = np.argsort(-contrib, axis=1, kind="stable")[:, :2]
         # a history item's weight: its share of the item's positive dot products with the
-        # whole history (0-1, on every model's scale alike)
-        total = np.maximum(contrib, 0).sum(1, keepdims=True)
-        shares = np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
-        weights = np.round(shares[np.arange(len(positions))[:, None], top].astype(np.float64),
-                           4).tolist()                   # float64: 0.1575, not 0.15749999
-        pairs = [(pos, hist[j]) for row, pos in enumerate(positions)
-                 for j, w in zip(top[row].tolist(), weights[row]) if w > 0]
-        modality = dict(zip(pairs, loaded.links.modalities(pairs) if loaded.links
-                            else ["collaborative"] * len(pairs)))
+        # whole history (0-1, on every model's scale alike; in float64: 0.1575, not 0.157499)
+        total = np.maximum(contrib, 0).sum(1, keepdims=True, dtype=np.float64)
+        rows = np.arange(len(positions))[:, None]
+        weights = np.round(contrib[rows, top] / np.maximum(total, 1e-30), 4).tolist()
+        modality: dict[tuple[int, int], str] = {}        # empty: every link "collaborative"
+        if loaded.links is not None:
+            pairs = [(pos, hist[j]) for row, pos in enumerate(positions)
+                     for j, w in zip(top[row].tolist(), weights[row]) if w > 0]
+            modality = dict(zip(pairs, loaded.links.modalities(pairs)))
         about: dict[int, dict[str, Any]] = {}          # what is said of each history item once
         out = []
         for row, pos in enumerate(positions):
@@ -568,7 +568,8 @@ class Service:
                     base = about[hp] = {"reason": "history", "item_id": loaded.item_ids[hp],
                                         "title": self._title(hp, loaded),
                                         "medium": loaded.medium[hp]}
-                why.append({**base, "weight": w, "modality": modality[pos, hp]})
+                why.append({**base, "weight": w,
+                            "modality": modality.get((pos, hp), "collaborative")})
             if likes and (not why or basis == "likes"):
                 why += likes
             out.append(why)
