@@ -106,6 +106,7 @@ def run_one(split, model: str, grid: dict, seeds: list[int], features: dict, out
            "seeds": res.seeds, "valid": res.valid, "grid": res.grid,
            "test": {k: v for k, v in s.items()},
            "test_per_seed": {str(k): r.means() for k, r in res.test.items()},
+           "test_history": res.test[res.seeds[0]].history,
            "train_seconds": res.train_seconds, "peak_rss_mb": res.peak_rss_mb,
            "wall_seconds": time.perf_counter() - t0, "extra": res.extra,
            "machine": machine()}

@@ -20,6 +20,7 @@ def cell(stat: dict, n_seeds: int) -> str:
 def table(folder: Path) -> str:
     recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
             if p.name != "comparisons.json"]
+    recs = [r for r in recs if "ndcg@20" in r.get("test", {}) and "split" in r]
     if not recs:
         return ""
     recs.sort(key=lambda r: -r["test"]["ndcg@20"]["mean"])
@@ -38,6 +39,13 @@ def table(folder: Path) -> str:
                      + " | ".join(cell(r["test"][m], n) if m in r["test"] else "–"
                                   for m in METRICS)
                      + f" | {train_s:.1f} | `{json.dumps(r['params'])}` |")
+    read = {r["model"]: r["test_history"] for r in recs if "test_history" in r}
+    widest = max(read.values(), key=len, default=[])
+    fewer = sorted(m for m, parts in read.items() if parts != widest)
+    if widest:
+        lines += ["", f"Test users scored from their {' + '.join(widest)} histories"
+                  + (f", except {', '.join(fewer)} (a vector per user learned in training: "
+                     f"{' + '.join(read[fewer[0]])} only)" if fewer else "") + "."]
     comp = folder / "comparisons.json"
     if comp.exists():
         sig = json.loads(comp.read_text())

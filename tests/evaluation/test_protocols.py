@@ -39,6 +39,8 @@ def test_p1_chronological_with_ties_and_floor():
     assert ("c", "i0") in _part_pairs(split, "train") and len(split.parts["train"]) == 10 + 21 + 2
     assert split.info["duplicates_dropped"] == 1
     assert split.fit == {"valid": ["train"], "test": ["train"]}
+    # fitted on train alone, P1's test reads each user's train and valid interactions
+    assert split.history == {"valid": ["train"], "test": ["train", "valid"]}
     assert split.candidates["test"].sum() == 25
 
 
@@ -136,5 +138,32 @@ def test_split_folder_round_trip(tmp_path):
     for stage in ("valid", "test"):
         np.testing.assert_array_equal(split.candidates[stage], back.candidates[stage])
     assert back.fit == split.fit and back.exclude == split.exclude and back.protocol == "p2"
+    assert back.history == split.history == {"valid": ["train"], "test": ["train", "valid"]}
     header = (tmp_path / "s" / "train.tsv").read_text().splitlines()[0]
     assert header == "user_id\titem_id\trating\ttimestamp"
+
+
+def test_split_folder_history_defaults_and_errors(tmp_path):
+    """A folder written by another tool may lack "history": a stage then reads what it fits on
+    and what it excludes; a history that names the stage itself is refused."""
+    import json
+
+    rows = [(f"u{u}", f"m{i}", 1.0, 1000 * u + i) for u in range(6) for i in range(12)]
+    ds = Dataset.from_frame("toy", _frame(rows))
+    write_split(make_split(ds, "p1"), tmp_path / "s")
+    meta_file = tmp_path / "s" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    assert meta["history"] == {"valid": ["train"], "test": ["train", "valid"]}
+    del meta["history"]
+    meta_file.write_text(json.dumps(meta))
+    assert read_split(tmp_path / "s", ds).history["test"] == ["train", "valid"]
+    meta["fit"]["test"] = ["train", "valid"]           # fitted on both: the same histories
+    meta_file.write_text(json.dumps(meta))
+    assert read_split(tmp_path / "s", ds).history["test"] == ["train", "valid"]
+    meta["history"] = {"valid": ["train"], "test": ["train"]}          # a tool may say less
+    meta_file.write_text(json.dumps(meta))
+    assert read_split(tmp_path / "s", ds).history["test"] == ["train"]
+    meta["history"] = {"valid": ["train"], "test": ["train", "test"]}
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="stage 'test' cannot be fitted on or read as history"):
+        read_split(tmp_path / "s", ds)

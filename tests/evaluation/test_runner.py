@@ -78,3 +78,34 @@ def test_ties_are_broken_by_a_fixed_random_order_not_by_id():
     expected = [i for i in order if i < ds.n_items][:5]
     assert ranked[0].tolist() == expected
     assert not np.array_equal(ranked, by_id)
+
+
+def test_p1_test_is_scored_from_train_and_valid_histories():
+    """P1 fits on train alone; its test ranking reads each user's valid interactions too.
+    Every user watched t0..t7 (train), then a1 (valid), then b1 (test), and the other users'
+    a1 is always followed by b1: item-item models find b1 only from the valid history."""
+    from crossrec.models import build_model
+
+    rows = []
+    for u in range(12):
+        rows += [(f"u{u}", f"t{j}", 1.0, j) for j in range(8)]
+        rows += [(f"u{u}", "a1", 1.0, 100), (f"u{u}", "b1", 1.0, 200)]
+    for u in range(20):          # in train: a1 then b1, then 18 other items (held out last)
+        rows += [(f"w{u}", "a1", 1.0, 0), (f"w{u}", "b1", 1.0, 1)]
+        rows += [(f"w{u}", f"f{(u + j) % 40}", 1.0, 2 + j) for j in range(18)]
+    ds = Dataset.from_frame("toy", pd.DataFrame(rows, columns=["user_id", "item_id", "rating",
+                                                                "timestamp"]))
+    split = make_split(ds, "p1")
+    assert split.fit["test"] == ["train"] and split.history["test"] == ["train", "valid"]
+    b1 = ds.items.index(["b1"])[0]
+    model = build_model("itemknn", k=10).fit(runner.train_data(split, "test"))
+    res = runner.score_stage(model, split, "test", depth=5)
+    assert res.history == ["train", "valid"]
+    testers = np.isin(res.users, ds.users.index([f"u{u}" for u in range(12)]))
+    assert testers.sum() == 12 and (res.ranked[testers, 0] == b1).all()
+    assert res.per_user["hr@10"][testers].min() == 1.0
+    # the same model from train alone: t0..t7 say nothing of b1
+    assert model.score(ds.users.index(["u0"]))[0, b1] == 0.0
+    # a model that learned its users keeps its training histories, and says so
+    bpr = build_model("bpr", factors=4, iterations=5).fit(runner.train_data(split, "test"))
+    assert runner.score_stage(bpr, split, "test", depth=5).history == ["train"]

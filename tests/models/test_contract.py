@@ -220,3 +220,37 @@ def test_vector_model_scores_are_dot_products_of_folded_in_users(name, fitted, t
     assert ((top_score >= 20) == (top_fold >= 20)).all()
     empty = model.user_vectors([np.zeros(0, np.int64)])
     assert empty.shape == (1, items.shape[1]) and np.isfinite(empty).all()
+
+
+LEARNED_USERS = {"bpr", "lightgcn"}   # a vector per user learned in training: no new history
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_with_history_scores_users_from_the_given_history(name, fitted, train):
+    """P1's test is ranked by a model fitted on train from train + valid histories: a copy
+    scoring user 0 (group A in training) from a block-B history ranks block B first, where the
+    model personalises; the fitted model itself is left as it was."""
+    model = fitted[name]
+    before = model.score(np.arange(N_USERS))
+    inter = train.interactions
+    keep = inter.user != 0
+    moved = Interactions(np.r_[inter.user[keep], np.zeros(PER_USER, np.int64)],
+                         np.r_[inter.item[keep], BLOCK_B[:PER_USER]])
+    history = TrainData(moved, N_USERS, N_ITEMS)
+    if name in LEARNED_USERS:
+        with pytest.raises(NotImplementedError, match="cannot score"):
+            model.with_history(history)
+        return
+    copy = model.with_history(history)
+    after = copy.score(np.arange(N_USERS))
+    np.testing.assert_array_equal(model.score(np.arange(N_USERS)), before)
+    if name in NON_PERSONALISED:
+        np.testing.assert_array_equal(after, before)
+        return
+    top = np.argsort(-after[0], kind="stable")[:5]
+    assert (top >= 20).all(), (name, top)
+    assert (np.argsort(-before[0], kind="stable")[:5] < 20).all()
+    # every other user's history is unchanged: the same block on top
+    others = np.arange(1, N_USERS)
+    assert ((np.argsort(-after[others], axis=1, kind="stable")[:, :5] >= 20)
+            == (np.argsort(-before[others], axis=1, kind="stable")[:, :5] >= 20)).all()

@@ -2,7 +2,13 @@
 
 The split-folder interchange format (see PROTOCOL.md) is what any other tool can read or write:
 ``train.tsv``, ``valid.tsv``, ``test.tsv`` (``user_id item_id rating timestamp``, original ids),
-``items.tsv`` (``item_id cand_valid cand_test ...``) and ``meta.json`` (protocol, fit, exclude).
+``items.tsv`` (``item_id cand_valid cand_test ...``) and ``meta.json`` (protocol, fit, exclude,
+history).
+
+At each stage a model is *fitted* on the ``fit`` parts and *scores* each user from the
+``history`` parts: by default every part the stage knows about, the fitted ones and the excluded
+ones. On P1 the test ranking is made by a model fitted on train alone, from each user's train
+and valid interactions (valid happened before test; its items are excluded from the ranking).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class Split:
         candidates: stage -> (n_items,) bool, the items ranked at that stage.
         fit: stage -> names of the parts a model trains on before ranking that stage.
         exclude: stage -> names of the parts whose items are removed from each user's ranking.
+        history: stage -> names of the parts a fitted model reads a user's history from when it
+            ranks that stage (default: the fit parts, then the excluded ones not among them).
         info: anything else the protocol records (seed, counts of dropped duplicates, ...).
     """
 
@@ -48,13 +56,23 @@ class Split:
     exclude: dict[str, list[str]] = field(default_factory=lambda: {"valid": ["train"],
                                                                    "test": ["train", "valid"]})
     info: dict = field(default_factory=dict)
+    history: dict[str, list[str]] | None = None
 
     def __post_init__(self):
+        if self.history is None:
+            self.history = {stage: default_history(self.fit[stage], self.exclude[stage])
+                            for stage in STAGES}
         for stage in STAGES:
-            for name in self.fit[stage] + self.exclude[stage]:
+            for name in self.fit[stage] + self.exclude[stage] + self.history[stage]:
                 if name not in self.parts:
                     raise ValueError(f"split {self.protocol!r}: stage {stage!r} names unknown "
                                      f"part {name!r}")
+            if stage in self.fit[stage] or stage in self.history[stage]:
+                raise ValueError(f"split {self.protocol!r}: stage {stage!r} cannot be fitted "
+                                 f"on or read as history for its own ranking")
+
+    def history_interactions(self, stage: str) -> Interactions:
+        return Interactions.concat([self.parts[p] for p in self.history[stage]])
 
     def fit_interactions(self, stage: str) -> Interactions:
         return Interactions.concat([self.parts[p] for p in self.fit[stage]])
@@ -120,7 +138,7 @@ def _write_split_files(split: Split, tmp: Path) -> None:
     items.to_csv(tmp / "items.tsv", sep="\t", index=False, quoting=csv.QUOTE_NONE,
                  lineterminator="\n")
     meta = {"protocol": split.protocol, "dataset": ds.name, "fit": split.fit,
-            "exclude": split.exclude, "stats": split.stats(), **split.info}
+            "exclude": split.exclude, "history": split.history, "stats": split.stats(), **split.info}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -161,7 +179,13 @@ def read_split(path: str | Path, dataset: Dataset) -> Split:
     fit = meta.get("fit", {"valid": ["train"], "test": ["train"]})
     exclude = meta.get("exclude", {"valid": ["train"], "test": ["train", "valid"]})
     return Split(str(meta.get("protocol", path.name)), dataset, parts, candidates, fit, exclude,
-                 info={"source": str(path)})
+                 info={"source": str(path)}, history=meta.get("history"))
+
+
+def default_history(fit: list[str], exclude: list[str]) -> list[str]:
+    """The parts a stage reads histories from when a split does not say: what it fits on,
+    then what it excludes (the user's interactions known before the stage)."""
+    return list(fit) + [p for p in exclude if p not in fit]
 
 
 def _index_or_fail(idmap, values: pd.Series, file: Path, column: str) -> np.ndarray:

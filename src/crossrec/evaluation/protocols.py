@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -121,8 +122,8 @@ def p5(dataset: Dataset, inter: Interactions, seed: int = 0) -> Split:
     """Leave-one-out: each user's last interaction is test, the one before valid."""
     split = _tail_split(dataset, inter, inter.chronological_order(), "p5",
                         n_test_fn=lambda n: np.where(n >= 3, 1, 0))
-    split.fit = {"valid": ["train"], "test": ["train", "valid"]}
-    return split
+    return dataclasses.replace(split, fit={"valid": ["train"], "test": ["train", "valid"]},
+                               history=None)
 
 
 def _cold_item_split(dataset: Dataset, inter: Interactions, pool: np.ndarray, name: str,

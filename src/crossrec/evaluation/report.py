@@ -25,6 +25,7 @@ def result_record(res: ModelResult, protocol: str, dataset: str, split_stats: di
         "test_per_seed": {str(s): r.means() for s, r in res.test.items()},
         "train_seconds": {str(s): round(t, 3) for s, t in res.train_seconds.items()},
         "eval_seconds": {str(s): round(r.eval_seconds, 3) for s, r in res.test.items()},
+        "test_history": res.test[res.seeds[0]].history,
         "tuning": res.grid, "peak_rss_mb": round(res.peak_rss_mb, 1),
         "split": split_stats, "machine": machine(),
     }

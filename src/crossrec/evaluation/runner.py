@@ -42,6 +42,7 @@ class StageResult:
     ranked: np.ndarray                 # (n, depth) item indices
     scores: np.ndarray                 # (n, depth) scores
     eval_seconds: float
+    history: list[str] = field(default_factory=list)   # the parts the users were scored from
 
     def means(self) -> dict[str, float]:
         out = {k: float(M.mean_over_users(v)) for k, v in self.per_user.items()}
@@ -78,6 +79,31 @@ def train_data(split: Split, stage: str, features: dict[str, Features] | None = 
                      item_medium=ds.catalog.medium, item_text=compose_texts(ds.catalog))
 
 
+def history_data(split: Split, stage: str) -> TrainData:
+    """The users' histories at ``stage`` (``split.history``), as a model's ``with_history``
+    takes them."""
+    ds = split.dataset
+    return TrainData(split.history_interactions(stage), ds.n_users, ds.n_items,
+                     item_medium=ds.catalog.medium)
+
+
+def with_stage_history(model: Recommender, split: Split, stage: str
+                       ) -> tuple[Recommender, list[str]]:
+    """``model`` as it scores ``stage``: where the stage reads histories from more parts than
+    it fits on (P1's test: fitted on train, histories train + valid), a copy that scores each
+    user from those histories. A model whose users are learned parameters (BPR, LightGCN)
+    cannot, and keeps its training histories; the returned parts say which were used."""
+    if split.history[stage] == split.fit[stage]:
+        return model, list(split.fit[stage])
+    try:
+        return model.with_history(history_data(split, stage)), list(split.history[stage])
+    except NotImplementedError as e:
+        log.warning("%s scores %s from its training histories (%s), not from %s: %s",
+                    model.name, stage, "+".join(split.fit[stage]),
+                    "+".join(split.history[stage]), e)
+        return model, list(split.fit[stage])
+
+
 def target_data(split: Split, stage: str) -> TrainData:
     """The stage's held-out interactions and candidates, as ``fit(train, valid)`` takes them
     (for early stopping; only ever built for the valid stage)."""
@@ -91,8 +117,10 @@ def target_data(split: Split, stage: str) -> TrainData:
 def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int = 20,
                 item_vectors: np.ndarray | None = None, popularity: np.ndarray | None = None,
                 batch_size: int = 1024) -> StageResult:
-    """Rank every evaluated user of ``stage`` over its candidates and compute all metrics."""
+    """Rank every evaluated user of ``stage`` over its candidates, each from the stage's
+    histories (:func:`with_stage_history`), and compute all metrics."""
     t0 = time.perf_counter()
+    model, history = with_stage_history(model, split, stage)
     relevant = split.relevant(stage)
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     ranked, scores = model.recommend(users, k=max(depth, max(ks)),
@@ -106,7 +134,8 @@ def score_stage(model: Recommender, split: Split, stage: str, ks=KS, depth: int 
         beyond["novelty@10"] = float(M.novelty(ranked, 10, popularity, split.dataset.n_users))
     if item_vectors is not None:
         beyond["diversity@10"] = float(M.intra_list_diversity(ranked, 10, item_vectors))
-    return StageResult(users, per_user, beyond, ranked, scores, time.perf_counter() - t0)
+    return StageResult(users, per_user, beyond, ranked, scores, time.perf_counter() - t0,
+                       history)
 
 
 def tiebreak_order(n_items: int, seed: int = 0) -> np.ndarray:

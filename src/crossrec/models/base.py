@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -124,6 +125,21 @@ class Recommender:
     def score(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32 scores, higher is better."""
         raise NotImplementedError
+
+    def with_history(self, history: TrainData) -> Recommender:
+        """A copy of this fitted model that scores each user from ``history`` instead of the
+        training interactions: the users' interactions known at a later stage (P1's test is
+        ranked by a model fitted on train, from train + valid). Nothing is refitted; the copy
+        shares the fitted state. Models whose users are learned parameters (BPR, LightGCN)
+        cannot and raise NotImplementedError."""
+        raise NotImplementedError(f"{self.name} learns a vector per user and cannot score "
+                                  f"another history without refitting")
+
+    def _copy_with(self, **state: Any) -> Recommender:
+        """A shallow copy with some fitted attributes replaced."""
+        out = copy.copy(self)
+        vars(out).update(state)
+        return out
 
     def refit_params(self) -> dict[str, Any]:
         """Parameter overrides for refitting on more data without a validation set, e.g. the

@@ -24,6 +24,13 @@ from crossrec.data.dataset import Features
 from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
 
+def _with_feature(matrix: sp.csr_matrix, mask: np.ndarray) -> sp.csr_matrix:
+    """The history restricted to the items that have the feature."""
+    out = (matrix @ sp.diags(mask.astype(np.float32))).tocsr()
+    out.eliminate_zeros()
+    return out
+
+
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
@@ -56,9 +63,13 @@ class ContentRecommender(Recommender, VectorModel):
         vectors[~feats.mask] = 0.0
         self.item_vectors_ = vectors                                     # (n_items, d)
         # history restricted to items that have the feature: (n_users, n_items)
-        self.user_items_ = (train.matrix @ sp.diags(feats.mask.astype(np.float32))).tocsr()
-        self.user_items_.eliminate_zeros()
+        self.user_items_ = _with_feature(train.matrix, feats.mask)
         return self
+
+    def with_history(self, history: TrainData) -> ContentRecommender:
+        self._check_fitted()
+        has = np.any(self.item_vectors_ != 0, axis=1)
+        return self._copy_with(user_items_=_with_feature(history.matrix, has))
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()

@@ -73,6 +73,10 @@ class EASERecommender(Recommender):
         H.sum_duplicates()
         return H
 
+    def with_history(self, history: TrainData) -> EASERecommender:
+        self._check_fitted()
+        return self._copy_with(history_=self._history(history))
+
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)

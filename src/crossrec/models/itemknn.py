@@ -66,6 +66,10 @@ class ItemKNNRecommender(Recommender):
         self.user_items_ = train.matrix.astype(np.float32)       # (n_users, n_items)
         return self
 
+    def with_history(self, history: TrainData) -> ItemKNNRecommender:
+        self._check_fitted()
+        return self._copy_with(user_items_=history.matrix.astype(np.float32))
+
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)

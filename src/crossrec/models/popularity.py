@@ -24,6 +24,9 @@ class PopularityRecommender(Recommender):
         self.popularity_ = np.asarray(train.item_popularity, dtype=np.float32)   # (n_items,)
         return self
 
+    def with_history(self, history: TrainData) -> PopularityRecommender:
+        return self                       # scores do not depend on the user's history
+
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         # a fresh writable copy per row: recommend() ranks in place

@@ -28,6 +28,9 @@ class RandomRecommender(Recommender):
         self.n_items_ = int(train.n_items)
         return self
 
+    def with_history(self, history: TrainData) -> RandomRecommender:
+        return self                       # scores do not depend on the user's history
+
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)

@@ -67,11 +67,9 @@ class UserKNNRecommender(Recommender):
         src = self._source_items(train)
         Xs = X[:, src]                                                  # (n_users, n_src)
         df = np.asarray((Xs > 0).sum(axis=0)).ravel()
-        idf = np.log(train.n_users / np.maximum(df, 1)).astype(np.float32)
-        W = (Xs @ sp.diags(idf)).tocsr()
-        norms = np.sqrt(np.asarray(W.multiply(W).sum(axis=1)).ravel())
-        W = (sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ W)
-        self.user_rows_ = W.astype(np.float32).tocsr()                  # (n_users, n_src)
+        self.source_ = src
+        self.idf_ = np.log(train.n_users / np.maximum(df, 1)).astype(np.float32)
+        self.user_rows_ = self._idf_rows(Xs)                            # (n_users, n_src)
         if self.ridge_weight > 0:
             self.source_rows_ = Xs.tocsr()                              # binary source rows
         self.matrix_ = X.tocsr()
@@ -111,10 +109,24 @@ class UserKNNRecommender(Recommender):
                                            assume_a="pos")
         return out
 
+    def _idf_rows(self, Xs: sp.csr_matrix) -> sp.csr_matrix:
+        """Source-medium rows, IDF-weighted and cosine-normalised."""
+        W = (Xs @ sp.diags(self.idf_)).tocsr()
+        norms = np.sqrt(np.asarray(W.multiply(W).sum(axis=1)).ravel())
+        W = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ W
+        return W.astype(np.float32).tocsr()
+
+    def with_history(self, history: TrainData) -> UserKNNRecommender:
+        """Users compared to the training users (the neighbours) by ``history``."""
+        self._check_fitted()
+        Xs = history.matrix.astype(np.float32)[:, self.source_].tocsr()
+        return self._copy_with(query_rows_=self._idf_rows(Xs), query_source_rows_=Xs)
+
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
-        sims = (self.user_rows_[users] @ self.user_rows_.T).toarray()   # (n, n_users)
+        query = getattr(self, "query_rows_", self.user_rows_)
+        sims = (query[users] @ self.user_rows_.T).toarray()             # (n, n_users)
         sims[np.arange(len(users)), users] = 0.0                        # not one's own neighbour
         k = min(int(self.k), sims.shape[1])
         if k < sims.shape[1]:
@@ -124,7 +136,8 @@ class UserKNNRecommender(Recommender):
         votes = (self.matrix_.T @ sims.T).T                             # (n, n_items)
         scores = _rownorm(np.ascontiguousarray(votes, dtype=np.float32))
         if self.ridge_weight > 0:
-            kernel = (self.source_rows_[users] @ self.source_rows_.T).toarray()   # (n, n_users)
+            rows = getattr(self, "query_source_rows_", self.source_rows_)
+            kernel = (rows[users] @ self.source_rows_.T).toarray()      # (n, n_users)
             scores += np.float32(self.ridge_weight) * _rownorm(
                 np.asarray(kernel @ self.ridge_map_, dtype=np.float32))
         return scores + np.float32(self.pop_weight) * self.pop_prior_[None, :]
