@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
+from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
 
 @register
@@ -57,8 +57,7 @@ class ALSRecommender(Recommender, VectorModel):
         return self.user_factors_[users] @ self.item_factors_.T             # (n, n_items)
 
     def with_history(self, history: TrainData) -> ALSRecommender:
-        return self._copy_with(user_factors_=self.user_vectors(
-            histories_from(history.interactions, history.n_users)))
+        return self._copy_with(user_factors_=self.history_vectors(history))
 
     def item_vectors(self) -> np.ndarray:
         self._check_fitted()

@@ -294,6 +294,11 @@ class VectorModel:
     def user_vectors(self, histories: list[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
+    def history_vectors(self, history: TrainData) -> np.ndarray:
+        """(history.n_users, d) each user's vector from their interactions in ``history`` (the
+        fold-in :meth:`Recommender.with_history` needs)."""
+        return self.user_vectors(histories_from(history.interactions, history.n_users))
+
     reads_text: ClassVar[bool] = False
     """True when the model encodes item text itself (a tuned language model): callers then
     also pass the new items' composed texts to :meth:`new_item_vectors` as ``texts``."""

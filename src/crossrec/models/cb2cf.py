@@ -32,7 +32,7 @@ import numpy as np
 
 from crossrec.data.dataset import Features
 from crossrec.models.als import ALSRecommender
-from crossrec.models.base import Recommender, TrainData, VectorModel, histories_from, register
+from crossrec.models.base import Recommender, TrainData, VectorModel, register
 
 FEATURE_BLOCKS: tuple[str, ...] = ("categories", "attributes", "text", "image", "audio", "video",
                                    "minilm", "vggish", "whisper")
@@ -222,7 +222,7 @@ class CB2CFRecommender(Recommender, VectorModel):
         return self._user_rows(fold.user_vectors(histories))
 
     def with_history(self, history: TrainData) -> CB2CFRecommender:
-        rows = self.user_vectors(histories_from(history.interactions, history.n_users))
+        rows = self.history_vectors(history)
         return self._copy_with(user_factors_=np.ascontiguousarray(rows[:, :-1]))
 
     def score(self, users: np.ndarray) -> np.ndarray:

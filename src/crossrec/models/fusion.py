@@ -730,8 +730,7 @@ class FusionRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         return self.user_vectors_[users] @ self.item_vectors_.T             # (n, n_items)
 
     def with_history(self, history: TrainData) -> FusionRecommender:
-        return self._copy_with(user_vectors_=self.user_vectors(
-            histories_from(history.interactions, history.n_users)))
+        return self._copy_with(user_vectors_=self.history_vectors(history))
 
     def item_vectors(self) -> np.ndarray:
         self._check_fitted()

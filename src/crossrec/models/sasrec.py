@@ -176,8 +176,7 @@ class SASRecRecommender(EarlyStoppedRefit, Recommender, VectorModel):
         return self.user_factors_[np.asarray(users, np.int64)] @ self.item_factors_.T
 
     def with_history(self, history: TrainData) -> SASRecRecommender:
-        return self._copy_with(user_factors_=self.user_vectors(
-            histories_from(history.interactions, history.n_users)))
+        return self._copy_with(user_factors_=self.history_vectors(history))
 
     def item_vectors(self) -> np.ndarray:
         self._check_fitted()

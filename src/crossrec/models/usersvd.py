@@ -36,8 +36,13 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from crossrec.models.base import (Recommender, TrainData, VectorModel, histories_from, register,
-                                  with_source_media)
+from crossrec.models.base import (
+    Recommender,
+    TrainData,
+    VectorModel,
+    register,
+    with_source_media,
+)
 
 
 @register
@@ -140,8 +145,7 @@ class UserSVDRecommender(Recommender, VectorModel):
         return self._rows(Z)
 
     def with_history(self, history: TrainData) -> UserSVDRecommender:
-        return self._copy_with(user_rows_=self.user_vectors(
-            histories_from(history.interactions, history.n_users)))
+        return self._copy_with(user_rows_=self.history_vectors(history))
 
     def score(self, users: np.ndarray) -> np.ndarray:
         self._check_fitted()
